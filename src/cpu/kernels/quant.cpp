@@ -1,0 +1,5 @@
+// Placeholder: kernels of this group are not written yet (registers nothing).
+#include "cpu/kernel.h"
+namespace opennpu::cpu {
+void register_quant(Registry&) {}
+}  // namespace opennpu::cpu

@@ -1,0 +1,58 @@
+// The kernel registry: the list of kernel files that make up the CPU backend.
+#include <algorithm>
+
+#include "cpu/kernel.h"
+
+namespace opennpu::cpu {
+
+const Tensor& KernelContext::input(size_t i) const {
+  if (!has_input(i)) fail("required input {} is missing", i);
+  return *inputs_[i];
+}
+
+Tensor& KernelContext::alloc_output(size_t i, DType dtype, Shape shape) {
+  if (i >= outputs_.size()) fail("produces output {} but the node declares only {}", i, outputs_.size());
+  outputs_[i] = Tensor(dtype, std::move(shape));
+  return outputs_[i];
+}
+
+void KernelContext::set_output(size_t i, Tensor t) {
+  if (i >= outputs_.size()) fail("produces output {} but the node declares only {}", i, outputs_.size());
+  outputs_[i] = std::move(t);
+}
+
+const KernelDef* Registry::find(const std::string& domain, const std::string& op, int64_t opset) const {
+  for (const auto& d : defs_)
+    if (d.op == op && d.domain == domain && opset >= d.since && opset <= d.until) return &d;
+  return nullptr;
+}
+
+std::string Registry::why_not(const std::string& domain, const std::string& op, int64_t opset) const {
+  std::string ranges;
+  for (const auto& d : defs_)
+    if (d.op == op && d.domain == domain) ranges += fmt::format("{}{}-{}", ranges.empty() ? "" : ", ", d.since, d.until);
+  std::string dom = domain.empty() ? "ai.onnx" : domain;
+  if (ranges.empty()) return fmt::format("op {} of domain '{}' is not supported by the CPU backend", op, dom);
+  return fmt::format("op {} at opset {} of domain '{}' is not supported (supported opsets: {})", op, opset, dom, ranges);
+}
+
+const Registry& registry() {
+  static const Registry r = [] {
+    Registry reg;
+    register_elementwise(reg);
+    register_math(reg);
+    register_nn(reg);
+    register_pool(reg);
+    register_reduce(reg);
+    register_tensor_ops(reg);
+    register_indexing(reg);
+    register_rnn(reg);
+    register_control_flow(reg);
+    register_quant(reg);
+    register_misc(reg);
+    return reg;
+  }();
+  return r;
+}
+
+}  // namespace opennpu::cpu
