@@ -17,6 +17,7 @@
 #include "onnx/importer.h"
 #include "opennpu/runtime.h"
 #include "runtime/model_impl.h"
+#include "tools/commands.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -169,7 +170,8 @@ int main(int argc, char** argv) {
   std::string out_dir;
   bool as_json = false;
   uint64_t max_mem_mb = 0;
-  app.add_option("--max-memory", max_mem_mb, "Largest single tensor in MiB (default 16384)");
+  app.add_option("--max-memory", max_mem_mb, "Largest single tensor in MiB (default 16384)")
+      ->each([](const std::string& v) { set_max_tensor_bytes(std::stoull(v) << 20); });
 
   auto* run = app.add_subcommand("run", "Run a model on the given inputs and write its outputs as .npy");
   run->add_option("model", model, "ONNX model file")->required();
@@ -186,15 +188,16 @@ int main(int argc, char** argv) {
   info->add_option("--dim", dims, "Bind a symbolic dimension: NAME=VALUE; repeatable");
   info->add_flag("--json", as_json, "Print one JSON object");
 
+  run->callback([&] { throw CommandDone{cmd_run(model, inputs, dims, threads, out_dir, as_json)}; });
+  info->callback([&] { throw CommandDone{cmd_info(model, dims, as_json)}; });
+  add_npu_commands(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  }
-  try {
-    if (max_mem_mb) set_max_tensor_bytes(max_mem_mb << 20);
-    if (*run) return cmd_run(model, inputs, dims, threads, out_dir, as_json);
-    if (*info) return cmd_info(model, dims, as_json);
+  } catch (const CommandDone& d) {
+    return d.rc;
   } catch (const Error& e) {
     std::cerr << "opennpu: error: " << e.what() << "\n";
     return 1;

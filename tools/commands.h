@@ -1,0 +1,12 @@
+// tools/commands.h — how CLI subcommands are wired. Each command file adds its subcommands to
+// the app; a subcommand's callback does its work and throws CommandDone{exit code} (or an
+// opennpu::Error, which main prints as one line and turns into exit code 1).
+#pragma once
+#include <CLI/CLI.hpp>
+
+struct CommandDone {
+  int rc = 0;
+};
+
+// tools/cmd_npu.cpp: hw list/show, sim gemm.
+void add_npu_commands(CLI::App& app);
