@@ -11,6 +11,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/onnx-data_pb.h>
+#include <onnx/shape_inference/implementation.h>
 
 #include "core/half.h"
 
@@ -295,6 +296,46 @@ ir::Graph convert_graph(const Ctx& c, const onnx::GraphProto& gp, int depth) {
   return g;
 }
 
+// libonnx's shape inference is a helper, not a shield: onnx 1.12 dies with SIGFPE on a Conv with
+// stride 0, for instance. Only hand it graphs whose attributes pass these sanity checks.
+bool safe_for_onnx_inference(const onnx::GraphProto& g, int depth) {
+  if (depth > 64) return false;
+  for (const auto& n : g.node()) {
+    for (const auto& a : n.attribute()) {
+      if (a.has_g() && !safe_for_onnx_inference(a.g(), depth + 1)) return false;
+      for (const auto& sg : a.graphs()) if (!safe_for_onnx_inference(sg, depth + 1)) return false;
+      const std::string& an = a.name();
+      if (an == "strides" || an == "dilations" || an == "kernel_shape")
+        for (auto v : a.ints()) if (v <= 0 || v > (1 << 20)) return false;
+      if (an == "pads" || an == "output_padding")
+        for (auto v : a.ints()) if (v < -(1 << 20) || v > (1 << 20)) return false;
+      if ((an == "group" || an == "blocksize") && (a.i() <= 0 || a.i() > (1 << 20))) return false;
+      if (an == "axis" && (a.i() < -64 || a.i() > 64)) return false;
+    }
+  }
+  return true;
+}
+
+// Fills value_info with ONNX's own type/shape inference (with data propagation, so shapes
+// computed by Shape->Gather->Concat->Reshape chains resolve). Failures are not errors: shape
+// information is optional; kernels compute real shapes at run time.
+void infer_shapes(onnx::ModelProto& mp, const ImportOptions& opts) {
+  for (auto& in : *mp.mutable_graph()->mutable_input()) {
+    if (!in.type().has_tensor_type() || !in.type().tensor_type().has_shape()) continue;
+    for (auto& d : *in.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()) {
+      if (!d.has_dim_param()) continue;
+      auto it = opts.dims.find(d.dim_param());
+      if (it != opts.dims.end()) d.set_dim_value(it->second);
+    }
+  }
+  if (!safe_for_onnx_inference(mp.graph(), 0)) return;
+  try {
+    onnx::ShapeInferenceOptions o(false, 0, true);
+    onnx::shape_inference::InferShapes(mp, onnx::OpSchemaRegistry::Instance(), o);
+  } catch (const std::exception&) {
+  }
+}
+
 }  // namespace
 
 ir::Model parse_model(const std::string& bytes, const std::string& base_dir, const std::string& what,
@@ -330,6 +371,7 @@ ir::Model parse_model(const std::string& bytes, const std::string& base_dir, con
     c.base_dir = fs::canonical(base_dir, ec);
     if (ec) throw Error(fmt::format("{}: cannot resolve the model's directory", what));
   }
+  if (opts.infer_shapes) infer_shapes(mp, opts);
   m.graph = convert_graph(c, mp.graph(), 0);
   ir::topo_sort(m.graph);
   return m;

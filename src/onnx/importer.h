@@ -14,6 +14,7 @@ namespace opennpu::onnx_import {
 struct ImportOptions {
   int max_subgraph_depth = 64;
   std::map<std::string, int64_t> dims;  // --dim NAME=VALUE: binds symbolic input dims
+  bool infer_shapes = true;             // fill value_info with ONNX's shape inference
 };
 
 ir::Model load_model(const std::string& path, const ImportOptions& opts = {});
