@@ -155,6 +155,12 @@ class Window {
   int64_t valid_ = 0, padded_ = 0;
 };
 
+// An attribute the op only has from opset `since` on must not appear in older models.
+void reject_before(const KernelContext& ctx, const char* attr, int64_t since) {
+  ctx.check(ctx.opset() >= since || !ctx.node().has_attr(attr), "{} has no '{}' attribute before opset {}",
+            ctx.node().op_type, attr, since);
+}
+
 int64_t prod(const Shape& s) {
   int64_t p = 1;
   for (int64_t v : s) p *= v;
@@ -184,7 +190,8 @@ void average_pool(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   PoolGeom g = pool_geometry(ctx, x.shape(), {.dilations = ctx.opset() >= 19, .ceil_mode = ctx.opset() >= 10});
   // count_include_pad appeared in opset 7; before that padding was never counted.
-  const bool include_pad = ctx.opset() >= 7 && ctx.node().attr_i("count_include_pad", 0) != 0;
+  reject_before(ctx, "count_include_pad", 7);
+  const bool include_pad = ctx.node().attr_i("count_include_pad", 0) != 0;
   Tensor& y = ctx.alloc_output(0, x.dtype(), pooled_shape(x.shape(), g));
   const int64_t in_sp = prod(g.in);
   dispatch_float(x.dtype(), [&](auto tag) {
@@ -230,7 +237,8 @@ void max_pool(KernelContext& ctx) {
             "MaxPool at opset {} does not take {} input", ctx.opset(), dtype_name(dt));
   ctx.check(dt != DType::BFloat16, "MaxPool does not take bfloat16 input before opset 22");
   PoolGeom g = pool_geometry(ctx, x.shape(), {.dilations = ctx.opset() >= 10, .ceil_mode = ctx.opset() >= 10});
-  int64_t storage_order = ctx.opset() >= 8 ? ctx.node().attr_i("storage_order", 0) : 0;
+  reject_before(ctx, "storage_order", 8);
+  const int64_t storage_order = ctx.node().attr_i("storage_order", 0);
   ctx.check(storage_order == 0 || storage_order == 1, "storage_order must be 0 (row major) or 1 (column major), got {}", storage_order);
   const Shape yshape = pooled_shape(x.shape(), g);
   Tensor& y = ctx.alloc_output(0, dt, yshape);

@@ -113,6 +113,12 @@ std::vector<bool> axes_mask(const KernelContext& ctx, const std::vector<int64_t>
   return mask;
 }
 
+// An attribute the op only has from opset `since` on must not appear in older models.
+void reject_before(const KernelContext& ctx, const char* attr, int64_t since) {
+  ctx.check(ctx.opset() >= since || !ctx.node().has_attr(attr), "{} has no '{}' attribute before opset {}",
+            ctx.node().op_type, attr, since);
+}
+
 enum class Red { Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare };
 
 // Folds the values of one output element. `each(fn)` calls fn(value) per reduced element.
@@ -168,7 +174,9 @@ T reduce_one(const KernelContext& ctx, Red op, int64_t n, Each&& each) {
         uint64_t acc = op == Red::Prod ? 1 : 0;
         each([&](T v) {
           uint64_t u = static_cast<uint64_t>(static_cast<std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>(v));
-          if (op == Red::L1 && v < 0) u = 0 - u;
+          if constexpr (std::is_signed_v<T>) {
+            if (op == Red::L1 && v < 0) u = 0 - u;  // |v| modulo 2^64, fine even for the minimum
+          }
           if (op == Red::SumSquare) u *= u;
           if (op == Red::Prod) acc *= u; else acc += u;
         });
@@ -233,7 +241,8 @@ void reduce_kernel(KernelContext& ctx) {
             ctx.node().op_type, ctx.opset(), dtype_name(x.dtype()));
   const bool keepdims = ctx.node().attr_i("keepdims", 1) != 0;
   // noop_with_empty_axes exists since axes became an input.
-  const bool noop = ctx.opset() >= axes_input_since && ctx.node().attr_i("noop_with_empty_axes", 0) != 0;
+  reject_before(ctx, "noop_with_empty_axes", axes_input_since);
+  const bool noop = ctx.node().attr_i("noop_with_empty_axes", 0) != 0;
   std::vector<int64_t> axes = read_axes(ctx, axes_input_since);
   if (axes.empty() && noop) {
     // "The output tensor would be equivalent to the input tensor" (the schema): no reduction.
@@ -269,7 +278,8 @@ void arg_kernel(KernelContext& ctx) {
   ctx.check(x.dtype() != DType::BFloat16 || ctx.opset() >= 13, "takes bfloat16 only from opset 13");
   const int64_t axis = normalize_axis(ctx, ctx.node().attr_i("axis", 0), x.rank());
   const bool keepdims = ctx.node().attr_i("keepdims", 1) != 0;
-  const bool last = ctx.opset() >= 12 && ctx.node().attr_i("select_last_index", 0) != 0;
+  reject_before(ctx, "select_last_index", 12);
+  const bool last = ctx.node().attr_i("select_last_index", 0) != 0;
   std::vector<bool> mask(static_cast<size_t>(x.rank()), false);
   if (x.rank() > 0) mask[static_cast<size_t>(axis)] = true;
   const ReducePlan plan = make_plan(x.shape(), mask, keepdims);
@@ -364,18 +374,22 @@ void topk(KernelContext& ctx) {
   ctx.check(x.rank() >= 1, "input must have rank >= 1");
   int64_t k;
   if (ctx.opset() >= 10) {
+    ctx.check(!ctx.node().has_attr("k"), "k is an input, not an attribute, from opset 10");
     const Tensor& kt = ctx.input(1);
     ctx.check(kt.dtype() == DType::Int64 && kt.numel() == 1 && kt.rank() <= 1, "K must be a 1-element int64 tensor, got {} {}",
               dtype_name(kt.dtype()), shape_str(kt.shape()));
     k = kt.get_i64(0);
   } else {
     ctx.check(ctx.node().has_attr("k"), "attribute k is required before opset 10");
+    ctx.check(ctx.num_inputs() <= 1, "takes k as an attribute (not an input) before opset 10");
     k = ctx.node().attr_i("k", 0);
   }
   int64_t axis_attr = ctx.node().attr_i("axis", -1);
   ctx.check(ctx.opset() >= 11 || axis_attr >= 0 || axis_attr == -1, "negative axis {} needs opset 11", axis_attr);
   const int64_t axis = normalize_axis(ctx, axis_attr, x.rank());
-  const bool largest = ctx.opset() < 11 || ctx.node().attr_i("largest", 1) != 0;
+  reject_before(ctx, "largest", 11);
+  reject_before(ctx, "sorted", 11);
+  const bool largest = ctx.node().attr_i("largest", 1) != 0;
   // sorted = 0 leaves the order unspecified; returning the sorted order satisfies it too.
   const int64_t len = x.dim(axis);
   ctx.check(k >= 0 && k <= len, "k = {} must be in [0, {}] (the size of axis {})", k, len, axis);
