@@ -449,6 +449,76 @@ void max_unpool(KernelContext& ctx) {
   }, "MaxUnpool");
 }
 
+// ---- MaxRoiPool --------------------------------------------------------------------------------
+
+// Caffe-style RoI max pooling (Fast R-CNN; what Caffe2, ONNX Runtime and torchvision's roi_pool
+// compute): each RoI [batch, x1, y1, x2, y2] is scaled and rounded to whole input cells (corners
+// inclusive), split into pooled_h x pooled_w bins of floor/ceil boundaries, and each bin takes the
+// max of its cells; an empty bin gives 0. Bin boundaries are computed in the element's compute type
+// (float for float16/float) so the floor/ceil edges match those implementations.
+void max_roi_pool(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& rois = ctx.input(1);
+  ctx.check(x.rank() == 4, "X must be N x C x H x W, got shape {}", shape_str(x.shape()));
+  ctx.check(rois.dtype() == x.dtype(), "rois has dtype {} but X has {}", dtype_name(rois.dtype()), dtype_name(x.dtype()));
+  ctx.check(rois.rank() == 2 && rois.dim(1) == 5, "rois must be num_rois x 5 (batch, x1, y1, x2, y2), got shape {}",
+            shape_str(rois.shape()));
+  ctx.check(ctx.node().has_attr("pooled_shape"), "attribute pooled_shape is required");
+  const Shape pooled = ctx.node().attr_ints("pooled_shape");
+  ctx.check(pooled.size() == 2 && pooled[0] > 0 && pooled[1] > 0 && pooled[0] <= kMaxAttr && pooled[1] <= kMaxAttr,
+            "pooled_shape must be two positive values, got {}", shape_str(pooled));
+  const double scale = ctx.node().attr_f("spatial_scale", 1.0f);
+  ctx.check(std::isfinite(scale), "spatial_scale must be finite");
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), R = rois.dim(0);
+  const int64_t PH = pooled[0], PW = pooled[1];
+  // Rounded RoI corners per RoI, validated up front so the parallel loop cannot fail.
+  struct Roi { int64_t batch, x1, y1, x2, y2; };
+  std::vector<Roi> boxes(static_cast<size_t>(R));
+  constexpr double kMaxCoord = 1e15;  // keeps llround and the arithmetic below in int64 range
+  for (int64_t r = 0; r < R; ++r) {
+    double b = rois.get_f64(r * 5);
+    ctx.check(std::isfinite(b) && b >= 0 && b < static_cast<double>(N), "rois[{}] batch index {} is outside [0, {})", r, b, N);
+    int64_t c[4];
+    for (int k = 0; k < 4; ++k) {
+      double v = rois.get_f64(r * 5 + 1 + k) * scale;
+      ctx.check(std::isfinite(v) && std::fabs(v) < kMaxCoord, "rois[{}] coordinate {} is not a usable number", r, v);
+      c[k] = std::llround(v);  // round half away from zero, as std::round in the reference implementations
+    }
+    boxes[static_cast<size_t>(r)] = {static_cast<int64_t>(b), c[0], c[1], c[2], c[3]};
+  }
+  Tensor& y = ctx.alloc_output(0, x.dtype(), {R, C, PH, PW});
+  dispatch_float(x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Cp = compute_t<T>;
+    const T* xp = x.data<T>();
+    T* yp = y.data<T>();
+    parallel_for(R * C, [&](int64_t b, int64_t e) {
+      for (int64_t rc = b; rc < e; ++rc) {
+        const Roi& roi = boxes[static_cast<size_t>(rc / C)];
+        const T* plane = xp + (roi.batch * C + rc % C) * H * W;
+        const int64_t rh = std::max<int64_t>(roi.y2 - roi.y1 + 1, 1), rw = std::max<int64_t>(roi.x2 - roi.x1 + 1, 1);
+        const Cp bin_h = static_cast<Cp>(rh) / static_cast<Cp>(PH), bin_w = static_cast<Cp>(rw) / static_cast<Cp>(PW);
+        auto clampi = [](int64_t v, int64_t hi) { return std::min(std::max<int64_t>(v, 0), hi); };
+        for (int64_t ph = 0; ph < PH; ++ph) {
+          const int64_t hs = clampi(static_cast<int64_t>(std::floor(static_cast<Cp>(ph) * bin_h)) + roi.y1, H);
+          const int64_t he = clampi(static_cast<int64_t>(std::ceil(static_cast<Cp>(ph + 1) * bin_h)) + roi.y1, H);
+          for (int64_t pw = 0; pw < PW; ++pw) {
+            const int64_t ws = clampi(static_cast<int64_t>(std::floor(static_cast<Cp>(pw) * bin_w)) + roi.x1, W);
+            const int64_t we = clampi(static_cast<int64_t>(std::ceil(static_cast<Cp>(pw + 1) * bin_w)) + roi.x1, W);
+            Cp m = 0;
+            if (he > hs && we > ws) {
+              m = std::numeric_limits<Cp>::lowest();
+              for (int64_t h = hs; h < he; ++h)
+                for (int64_t w = ws; w < we; ++w) m = std::max(m, static_cast<Cp>(plane[h * W + w]));
+            }
+            yp[((rc * PH) + ph) * PW + pw] = T(m);
+          }
+        }
+      }
+    });
+  }, "MaxRoiPool");
+}
+
 }  // namespace
 
 void register_pool(Registry& r) {
@@ -459,6 +529,7 @@ void register_pool(Registry& r) {
   r.add({"GlobalMaxPool", "", 1, 18, "float16, float, double", global_max_pool});
   r.add({"GlobalLpPool", "", 1, 18, "float16, float, double", global_lp_pool});
   r.add({"MaxUnpool", "", 9, 18, "float16, float, double", max_unpool});
+  r.add({"MaxRoiPool", "", 1, 18, "float16, float, double", max_roi_pool});
 }
 
 }  // namespace opennpu::cpu
