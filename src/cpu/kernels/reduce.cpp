@@ -125,7 +125,7 @@ enum class Red { Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare
 // Empty reductions follow ONNX: sum-like 0, prod 1, max -inf (lowest), min +inf (highest),
 // mean NaN, log-sum and log-sum-exp -inf.
 template <class T, class Each>
-T reduce_one(const KernelContext& ctx, Red op, int64_t n, Each&& each) {
+T reduce_one(Red op, int64_t n, Each&& each) {
   using C = compute_t<T>;
   if constexpr (is_float_v<T>) {
     const double inf = std::numeric_limits<double>::infinity();
@@ -183,7 +183,7 @@ T reduce_one(const KernelContext& ctx, Red op, int64_t n, Each&& each) {
         return static_cast<T>(static_cast<U>(acc));
       }
       case Red::Mean: {
-        ctx.check(n > 0, "the mean of an empty set is undefined for integer type {}", dtype_name(ctx.input(0).dtype()));
+        if (n == 0) return T(0);  // unreachable: reduce_kernel rejects it before the parallel loop
         uint64_t acc = 0;
         each([&](T v) { acc += static_cast<uint64_t>(static_cast<std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>(v)); });
         // Integer division truncates toward zero, like numpy's float mean cast back to int.
@@ -252,7 +252,10 @@ void reduce_kernel(KernelContext& ctx) {
   std::vector<bool> mask = axes.empty() ? std::vector<bool>(static_cast<size_t>(x.rank()), true)
                                         : axes_mask(ctx, axes, x.rank());
   const ReducePlan plan = make_plan(x.shape(), mask, keepdims);
+  ctx.check(op != Red::Mean || dtype_is_float(x.dtype()) || plan.red_count > 0 || plan.out_count == 0,
+            "the mean of an empty set is undefined for integer type {}", dtype_name(x.dtype()));
   Tensor& y = ctx.alloc_output(0, x.dtype(), plan.out_shape);
+  // No check may throw inside parallel_for (worker threads do not forward exceptions).
   dispatch_numeric(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     if constexpr (!std::is_same_v<T, bool>) {
@@ -262,7 +265,7 @@ void reduce_kernel(KernelContext& ctx) {
         for (int64_t o = b; o < e; ++o) {
           const int64_t base = plan.base_offset(o);
           auto each = [&](auto&& fn) { plan.for_each(base, [&](int64_t off) { fn(static_cast<compute_t<T>>(xp[off])); }); };
-          yp[o] = reduce_one<T>(ctx, op, plan.red_count, each);
+          yp[o] = reduce_one<T>(op, plan.red_count, each);
         }
       }, std::max<int64_t>(1, 4096 / std::max<int64_t>(plan.red_count, 1)));
     }
