@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -88,11 +89,20 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, in
   if (n <= 0) return;
   int64_t nt = std::min<int64_t>(g_threads, (n + min_chunk - 1) / std::max<int64_t>(min_chunk, 1));
   if (nt <= 1 || t_in_region) { fn(0, n); return; }
+  // An exception in any chunk (a kernel's check failing) is carried back to the caller.
+  std::mutex err_mu;
+  std::exception_ptr err;
   std::function<void(int)> task = [&](int id) {
     int64_t b = n * id / nt, e = n * (id + 1) / nt;
-    if (b < e) fn(b, e);
+    try {
+      if (b < e) fn(b, e);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(err_mu);
+      if (!err) err = std::current_exception();
+    }
   };
   Pool::get().run(static_cast<int>(nt), task);
+  if (err) std::rethrow_exception(err);
 }
 
 }  // namespace opennpu
