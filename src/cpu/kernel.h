@@ -99,6 +99,7 @@ void register_tensor_ops(Registry& r);
 void register_indexing(Registry& r);
 void register_rnn(Registry& r);
 void register_control_flow(Registry& r);
+void register_sequence(Registry& r);
 void register_quant(Registry& r);
 void register_misc(Registry& r);
 

@@ -48,6 +48,7 @@ const Registry& registry() {
     register_indexing(reg);
     register_rnn(reg);
     register_control_flow(reg);
+    register_sequence(reg);
     register_quant(reg);
     register_misc(reg);
     return reg;
