@@ -153,6 +153,13 @@ struct Dft {
   }
 };
 
+// The reference transform is O(n * bins) per signal: refuse sizes it could not finish.
+void check_dft_work(const KernelContext& ctx, int64_t n, int64_t bins, int64_t transforms) {
+  double work = static_cast<double>(n) * static_cast<double>(bins) * static_cast<double>(std::max<int64_t>(transforms, 1));
+  ctx.check(work <= 2.0e10, "a DFT of length {} over {} signals is too large for the O(n^2) reference kernel", n,
+            transforms);
+}
+
 void dft(KernelContext& ctx) {
   const ir::Node& nd = ctx.node();
   const Tensor& x = ctx.input(0);
@@ -175,12 +182,14 @@ void dft(KernelContext& ctx) {
   ctx.check(n >= 1, "dft_length must be >= 1, got {}", n);
   const int64_t bins = onesided ? n / 2 + 1 : n;
   int64_t outer = 1, inner = 1;
+  check_dft_work(ctx, n, bins, x.numel() / std::max<int64_t>(in_len, 1));
   for (int64_t d = 0; d < axis; ++d) outer *= x.dim(d);
   for (int64_t d = axis + 1; d < r - 1; ++d) inner *= x.dim(d);
   Shape oshape = x.shape();
   oshape[axis] = bins;
   oshape[r - 1] = 2;
-  std::vector<double> out(static_cast<size_t>(checked_numel(oshape, "DFT output")));
+  Tensor& y = ctx.alloc_output(0, x.dtype(), oshape);  // first: checks the size against the memory limit
+  std::vector<double> out(static_cast<size_t>(y.numel()));
   const int64_t cin = x.dim(r - 1);
   Dft f(n, inverse);
   parallel_for(outer * inner, [&](int64_t b, int64_t e) {
@@ -201,7 +210,6 @@ void dft(KernelContext& ctx) {
       }
     }
   });
-  Tensor& y = ctx.alloc_output(0, x.dtype(), oshape);
   store_doubles(y, out);
 }
 
@@ -233,7 +241,9 @@ void stft(KernelContext& ctx) {
   ctx.check(!(onesided && complex_in), "onesided output needs a real signal");
   const int64_t frames = (L - flen) / step + 1, bins = onesided ? flen / 2 + 1 : flen;
   Shape oshape{B, frames, bins, 2};
-  std::vector<double> out(static_cast<size_t>(checked_numel(oshape, "STFT output")));
+  check_dft_work(ctx, flen, bins, B * frames);
+  Tensor& y = ctx.alloc_output(0, sig.dtype(), oshape);  // first: checks the size against the memory limit
+  std::vector<double> out(static_cast<size_t>(y.numel()));
   Dft f(flen, false);
   const int64_t cin = sig.dim(2);
   parallel_for(B * frames, [&](int64_t b0, int64_t e0) {
@@ -253,7 +263,6 @@ void stft(KernelContext& ctx) {
       }
     }
   });
-  Tensor& y = ctx.alloc_output(0, sig.dtype(), oshape);
   store_doubles(y, out);
 }
 
@@ -266,6 +275,7 @@ void cosine_window(KernelContext& ctx, std::initializer_list<double> a) {
   ctx.check(size >= 0, "size must be >= 0, got {}", size);
   bool periodic = ctx.node().attr_i("periodic", 1) != 0;
   DType dt = output_datatype(ctx, 1);
+  Tensor& y = ctx.alloc_output(0, dt, {size});  // first: checks the size against the memory limit
   std::vector<double> w(static_cast<size_t>(size));
   double N = static_cast<double>(periodic ? size : size - 1);
   for (int64_t n = 0; n < size; ++n) {
@@ -279,7 +289,6 @@ void cosine_window(KernelContext& ctx, std::initializer_list<double> a) {
     }
     w[n] = v;
   }
-  Tensor& y = ctx.alloc_output(0, dt, {size});
   store_doubles(y, w);
 }
 void hann_window(KernelContext& ctx) { cosine_window(ctx, {0.5, 0.5}); }
@@ -310,6 +319,7 @@ void mel_weight_matrix(KernelContext& ctx) {
     bin[i] = static_cast<int64_t>(std::floor(static_cast<double>(dftlen + 1) * hz / static_cast<double>(rate)));
     ctx.check(bin[i] >= 0 && bin[i] < nspec, "mel point {} falls in DFT bin {}, outside [0, {})", i, bin[i], nspec);
   }
+  Tensor& y = ctx.alloc_output(0, dt, {nspec, nmel});  // first: checks the size against the memory limit
   std::vector<double> w(static_cast<size_t>(nspec * nmel), 0.0);
   for (int64_t i = 0; i < nmel; ++i) {
     int64_t l = bin[i], c = bin[i + 1], h = bin[i + 2];
@@ -317,7 +327,6 @@ void mel_weight_matrix(KernelContext& ctx) {
     else for (int64_t j = l; j <= c; ++j) w[j * nmel + i] = static_cast<double>(j - l) / static_cast<double>(c - l);
     if (h > c) for (int64_t j = c; j < h; ++j) w[j * nmel + i] = static_cast<double>(h - j) / static_cast<double>(h - c);
   }
-  Tensor& y = ctx.alloc_output(0, dt, {nspec, nmel});
   store_doubles(y, w);
 }
 
@@ -522,9 +531,9 @@ void random_fill(KernelContext& ctx, const Shape& shape, DType dt, bool normal) 
   double a = normal ? n.attr_f("mean", 0.0f) : n.attr_f("low", 0.0f);
   double b = normal ? n.attr_f("scale", 1.0f) : n.attr_f("high", 1.0f);
   Rng rng(n);
-  std::vector<double> v(static_cast<size_t>(checked_numel(shape, "random output")));
+  Tensor& y = ctx.alloc_output(0, dt, shape);  // first: checks the size against the memory limit
+  std::vector<double> v(static_cast<size_t>(y.numel()));
   for (double& e : v) e = normal ? a + b * rng.normal() : a + (b - a) * rng.uniform();
-  Tensor& y = ctx.alloc_output(0, dt, shape);
   store_doubles(y, v);
 }
 

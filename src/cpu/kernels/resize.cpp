@@ -72,6 +72,7 @@ AxisPlan plan_axis(const KernelContext& ctx, const ResizeAttrs& a, int64_t in, i
     } else {
       ctx.fail("unknown coordinate_transformation_mode '{}'", m);
     }
+    ctx.check(std::isfinite(xo) && std::fabs(xo) < 1e15, "output index {} maps to input coordinate {}", x, xo);
     // The reference's neighbourhood: ratio in (0, 1] measured from `base`, the sample just left of
     // xo (xo itself counts as "right" when it is an integer).
     double fl = std::floor(xo);
@@ -253,6 +254,7 @@ void resize(KernelContext& ctx) {
                 roi_t ? roi_t->numel() : 0);
       ctx.check(dtype_is_float(roi_t->dtype()), "roi must be a float tensor");
       roi = float_vector(*roi_t);
+      for (double v : roi) ctx.check(std::isfinite(v), "roi values must be finite");
     }
   }
   Shape sizes;
@@ -327,6 +329,12 @@ struct GridSampler {
   static double at(const double* img, int64_t H, int64_t W, int64_t y, int64_t x) {
     return (y < 0 || y >= H || x < 0 || x >= W) ? 0.0 : img[y * W + x];
   }
+  // A coordinate as an integer index; anything far outside (or not finite) becomes -8, which is
+  // outside the image as it should be, instead of an out-of-range (undefined) conversion.
+  static int64_t index(double c, int64_t size) {
+    if (!(c > -8.0 && c < static_cast<double>(size) + 8.0)) return -8;
+    return static_cast<int64_t>(c);
+  }
 };
 
 void grid_sample(KernelContext& ctx) {
@@ -347,7 +355,8 @@ void grid_sample(KernelContext& ctx) {
   std::vector<double> xin(static_cast<size_t>(x.numel())), g(static_cast<size_t>(grid.numel()));
   for (int64_t i = 0; i < x.numel(); ++i) xin[i] = x.get_f64(i);
   for (int64_t i = 0; i < grid.numel(); ++i) g[i] = grid.get_f64(i);
-  std::vector<double> out(static_cast<size_t>(N * C * Ho * Wo));
+  Tensor& y = ctx.alloc_output(0, x.dtype(), {N, C, Ho, Wo});  // first: checks the size against the memory limit
+  std::vector<double> out(static_cast<size_t>(y.numel()));
   const double A = -0.75;  // PyTorch's bicubic coefficient
   auto cubic = [A](double t) {
     t = std::fabs(t);
@@ -370,9 +379,7 @@ void grid_sample(KernelContext& ctx) {
             double row = 0;
             for (int i = 0; i < 4; ++i) {
               double cx = s.pad(fx - 1 + i, s.W), cy = s.pad(fy - 1 + j, s.H);
-              double val = std::isfinite(cx) && std::isfinite(cy)
-                               ? GridSampler::at(img, s.H, s.W, static_cast<int64_t>(cy), static_cast<int64_t>(cx))
-                               : 0.0;
+              double val = GridSampler::at(img, s.H, s.W, GridSampler::index(cy, s.H), GridSampler::index(cx, s.W));
               row += val * cubic(tx - (i - 1));
             }
             v += row * cubic(ty - (j - 1));
@@ -382,11 +389,11 @@ void grid_sample(KernelContext& ctx) {
           iy = s.pad(iy, s.H);
           if (!std::isfinite(ix) || !std::isfinite(iy)) { v = 0; }
           else if (mode == "nearest") {
-            v = GridSampler::at(img, s.H, s.W, static_cast<int64_t>(std::nearbyint(iy)),
-                                static_cast<int64_t>(std::nearbyint(ix)));  // ties to even, as PyTorch
+            v = GridSampler::at(img, s.H, s.W, GridSampler::index(std::nearbyint(iy), s.H),
+                                GridSampler::index(std::nearbyint(ix), s.W));  // ties to even, as PyTorch
           } else {
             double x0 = std::floor(ix), y0 = std::floor(iy), lx = ix - x0, ly = iy - y0;
-            int64_t xi = static_cast<int64_t>(x0), yi = static_cast<int64_t>(y0);
+            int64_t xi = GridSampler::index(x0, s.W), yi = GridSampler::index(y0, s.H);
             v = GridSampler::at(img, s.H, s.W, yi, xi) * (1 - lx) * (1 - ly) +
                 GridSampler::at(img, s.H, s.W, yi, xi + 1) * lx * (1 - ly) +
                 GridSampler::at(img, s.H, s.W, yi + 1, xi) * (1 - lx) * ly +
@@ -397,7 +404,6 @@ void grid_sample(KernelContext& ctx) {
       }
     }
   });
-  Tensor& y = ctx.alloc_output(0, x.dtype(), {N, C, Ho, Wo});
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     for (size_t i = 0; i < out.size(); ++i) y.data<T>()[i] = T(static_cast<compute_t<T>>(out[i]));
@@ -432,11 +438,25 @@ void roi_align(KernelContext& ctx) {
   for (int64_t r = 0; r < R; ++r)
     ctx.check(bidx.data<int64_t>()[r] >= 0 && bidx.data<int64_t>()[r] < N, "batch_indices[{}] = {} is out of [0, {})",
               r, bidx.data<int64_t>()[r], N);
-  std::vector<double> xin(static_cast<size_t>(x.numel())), out(static_cast<size_t>(R * C * oh * ow));
+  Tensor& y = ctx.alloc_output(0, x.dtype(), {R, C, oh, ow});  // first: checks the size against the memory limit
+  std::vector<double> xin(static_cast<size_t>(x.numel())), out(static_cast<size_t>(y.numel()));
   for (int64_t i = 0; i < x.numel(); ++i) xin[i] = x.get_f64(i);
   for (int64_t i = 0; i < rois.numel(); ++i)
     ctx.check(std::isfinite(rois.get_f64(i)), "rois element {} is not finite", i);
 
+  // The adaptive grid (sampling_ratio 0) grows with the box: bound the total number of samples so
+  // a huge box is an error, not an endless loop.
+  if (sampling == 0) {
+    double samples = 0;
+    for (int64_t r = 0; r < R; ++r) {
+      double rw = std::fabs(rois.get_f64(r * 4 + 2) - rois.get_f64(r * 4)) * spatial_scale + 1;
+      double rh = std::fabs(rois.get_f64(r * 4 + 3) - rois.get_f64(r * 4 + 1)) * spatial_scale + 1;
+      samples += std::ceil(rh / static_cast<double>(oh)) * std::ceil(rw / static_cast<double>(ow)) *
+                 static_cast<double>(oh * ow * C);
+    }
+    ctx.check(samples <= 4.0e9, "the adaptive sampling grid needs {:.3g} samples (rois far larger than the image?)",
+              samples);
+  }
   parallel_for(R, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const double off = half_pixel ? 0.5 : 0.0;
@@ -490,7 +510,6 @@ void roi_align(KernelContext& ctx) {
       }
     }
   });
-  Tensor& y = ctx.alloc_output(0, x.dtype(), {R, C, oh, ow});
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     for (size_t i = 0; i < out.size(); ++i) y.data<T>()[i] = T(static_cast<compute_t<T>>(out[i]));
