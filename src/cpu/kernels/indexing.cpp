@@ -342,6 +342,10 @@ void unique(KernelContext& ctx) {
   const int64_t axis = has_axis ? normalize_axis(ctx, ctx.node().attr_i("axis", 0), src.rank()) : 0;
   const int64_t n = src.dim(axis);
   const int64_t outer = prod(src.shape(), 0, axis), inner = prod(src.shape(), axis + 1, src.shape().size());
+  // inverse_indices has n entries: hold n to the tensor memory limit before the work vectors below
+  // (n may be huge when the slices are empty).
+  ctx.check(static_cast<uint64_t>(n) <= max_tensor_bytes() / sizeof(int64_t),
+            "{} items exceed the memory limit of {} bytes (--max-memory)", n, max_tensor_bytes());
 
   std::function<int(int64_t, int64_t)> cmp_elem;
   if (x.dtype() == DType::String) {

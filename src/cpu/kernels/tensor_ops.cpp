@@ -30,15 +30,17 @@ int64_t prod(const Shape& s, size_t from, size_t to) {
 
 // Copies x (any dtype) into a new tensor whose dim d is x's dim perm[d].
 Tensor transpose_copy(const Tensor& x, const std::vector<int64_t>& perm) {
-  const auto st = strides_of(x.shape());
   Shape os(perm.size());
+  for (size_t d = 0; d < perm.size(); ++d) os[d] = x.dim(perm[d]);
+  Tensor out(x.dtype(), os);
+  // An empty tensor may still have one huge dim: build no offset tables for it.
+  if (out.numel() == 0) return out;
+  const auto st = strides_of(x.shape());
   std::vector<std::vector<int64_t>> offs(perm.size());
   for (size_t d = 0; d < perm.size(); ++d) {
-    os[d] = x.dim(perm[d]);
     offs[d].resize(static_cast<size_t>(os[d]));
     for (int64_t i = 0; i < os[d]; ++i) offs[d][i] = i * st[perm[d]];
   }
-  Tensor out(x.dtype(), os);
   dm::gather_separable(x, out, offs);
   return out;
 }
@@ -353,13 +355,14 @@ void slice(KernelContext& ctx) {
     step[a] = st;
     out_shape[a] = count;
   }
+  Tensor& out = ctx.alloc_output(0, x.dtype(), out_shape);
+  if (out.numel() == 0) return;  // (an empty tensor may still have one huge dim: no tables for it)
   const auto in_st = strides_of(x.shape());
   std::vector<std::vector<int64_t>> offs(r);
   for (int64_t d = 0; d < r; ++d) {
     offs[d].resize(static_cast<size_t>(out_shape[d]));
     for (int64_t i = 0; i < out_shape[d]; ++i) offs[d][i] = (first[d] + i * step[d]) * in_st[d];
   }
-  Tensor& out = ctx.alloc_output(0, x.dtype(), out_shape);
   dm::gather_separable(x, out, offs);
 }
 
@@ -389,15 +392,20 @@ void pad(KernelContext& ctx) {
   }
   ctx.check(static_cast<int64_t>(pads.size()) == 2 * r, "pads has {} entries, expected 2 * rank = {}", pads.size(), 2 * r);
 
-  const auto in_st = strides_of(x.shape());
   Shape out_shape(r);
-  std::vector<std::vector<int64_t>> offs(r);
   for (int64_t d = 0; d < r; ++d) {
     const int64_t dim = x.dim(d), b = pads[d], e = pads[d + r];
     int64_t od = 0;
     if (__builtin_add_overflow(dim, b, &od) || __builtin_add_overflow(od, e, &od) || od < 0)
       ctx.fail("pads ({}, {}) on axis {} give an invalid output size for a dimension of {}", b, e, d, dim);
     out_shape[d] = od;
+  }
+  Tensor& out = ctx.alloc_output(0, x.dtype(), out_shape);  // enforces the memory limit first
+  if (out.numel() == 0) return;
+  const auto in_st = strides_of(x.shape());
+  std::vector<std::vector<int64_t>> offs(r);
+  for (int64_t d = 0; d < r; ++d) {
+    const int64_t dim = x.dim(d), b = pads[d], e = pads[d + r], od = out_shape[d];
     // Negative pads crop: the kept source range is [lo, hi). Output o reads source o - b.
     const int64_t lo = std::max<int64_t>(0, -b), hi = dim - std::max<int64_t>(0, -e);
     if (mode != "constant" && od > 0)
@@ -427,7 +435,6 @@ void pad(KernelContext& ctx) {
       offs[d][o] = i * in_st[d];
     }
   }
-  Tensor& out = ctx.alloc_output(0, x.dtype(), out_shape);
   dm::gather_separable(x, out, offs, &fill);
 }
 
@@ -438,13 +445,16 @@ void expand(KernelContext& ctx) {
   Shape shape = dm::read_shape_input(ctx, ctx.input(1), "shape");
   for (int64_t d : shape) ctx.check(d >= 0, "shape {} has a negative dimension", shape_str(shape));
   const Shape out_shape = broadcast_shapes({x.shape(), shape}, ctx.node().where());
+  // Allocate first: it enforces the memory limit, after which every dim is bounded by numel and
+  // the per-dim offset tables below are small. An empty output needs no tables at all.
+  Tensor& out = ctx.alloc_output(0, x.dtype(), out_shape);
+  if (out.numel() == 0) return;
   const auto st = broadcast_strides(x.shape(), out_shape);
   std::vector<std::vector<int64_t>> offs(out_shape.size());
   for (size_t d = 0; d < out_shape.size(); ++d) {
     offs[d].resize(static_cast<size_t>(out_shape[d]));
     for (int64_t i = 0; i < out_shape[d]; ++i) offs[d][i] = i * st[d];
   }
-  Tensor& out = ctx.alloc_output(0, x.dtype(), out_shape);
   dm::gather_separable(x, out, offs);
 }
 
@@ -462,19 +472,23 @@ void tile(KernelContext& ctx) {
   }
   // Tiling is a broadcast of x viewed as [1,d0,1,d1,...] to [r0,d0,r1,d1,...]: the repeat dims
   // have source stride 0. The output [r0*d0, r1*d1, ...] is that view's buffer.
-  const auto st = strides_of(x.shape());
-  Shape out_shape(r), view_shape;
-  std::vector<std::vector<int64_t>> offs;
+  Shape out_shape(r);
   for (int64_t d = 0; d < r; ++d) {
     ctx.check(reps[d] >= 0, "repeat {} on axis {} is negative", reps[d], d);
     out_shape[d] = mul_checked(ctx, x.dim(d), reps[d], "tiled dimension");
+  }
+  Tensor& out = ctx.alloc_output(0, x.dtype(), out_shape);  // enforces the memory limit first
+  if (out.numel() == 0) return;
+  const auto st = strides_of(x.shape());
+  Shape view_shape;
+  std::vector<std::vector<int64_t>> offs;
+  for (int64_t d = 0; d < r; ++d) {
     view_shape.push_back(reps[d]);
     view_shape.push_back(x.dim(d));
     offs.emplace_back(static_cast<size_t>(reps[d]), 0);
     offs.emplace_back(static_cast<size_t>(x.dim(d)));
     for (int64_t i = 0; i < x.dim(d); ++i) offs.back()[i] = i * st[d];
   }
-  Tensor& out = ctx.alloc_output(0, x.dtype(), out_shape);
   Tensor view = out.reshaped(view_shape);  // shares out's buffer
   dm::gather_separable(x, view, offs);
 }
@@ -489,6 +503,8 @@ void range_typed(KernelContext& ctx, const Tensor& a, const Tensor& b, const Ten
     // Exact integer count ceil((limit - start) / delta) in 128 bits: no overflow for any int64.
     const __int128 diff = static_cast<__int128>(limit) - start, dl = delta;
     const __int128 n = (diff > 0) == (dl > 0) && diff != 0 ? (diff + dl + (dl > 0 ? -1 : 1)) / dl : 0;
+    ctx.check(n <= std::numeric_limits<int64_t>::max(), "start {}, limit {}, delta {} give more elements than int64 can count",
+              start, limit, delta);
     Tensor& out = ctx.alloc_output(0, a.dtype(), {static_cast<int64_t>(n)});
     for (int64_t i = 0; i < out.numel(); ++i) out.data<T>()[i] = static_cast<T>(start + static_cast<__int128>(i) * dl);
   } else {
@@ -592,8 +608,9 @@ void trilu(KernelContext& ctx) {
   const bool upper = ctx.node().attr_i("upper", 1) != 0;
   const int64_t rows = x.dim(x.rank() - 2), cols = x.dim(x.rank() - 1);
   Tensor& out = ctx.alloc_output(0, x.dtype(), x.shape());  // zero (or "") everywhere else
+  if (out.numel() == 0) return;
   ElemCopy copy(x, out);
-  const int64_t mats = rows * cols == 0 ? 0 : x.numel() / (rows * cols);
+  const int64_t mats = x.numel() / (rows * cols);
   for (int64_t m = 0; m < mats; ++m)
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t j = 0; j < cols; ++j) {
