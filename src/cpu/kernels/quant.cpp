@@ -232,6 +232,9 @@ ConvGeom conv_geometry(const KernelContext& ctx, const Tensor& x, const Tensor& 
     ctx.check(g.stride[d] >= 1 && g.dil[d] >= 1, "strides and dilations must be >= 1");
     ctx.check(g.kernel[d] >= 1, "kernel dims must be >= 1");
     ctx.check(pads[d] >= 0 && pads[d + g.k] >= 0, "pads must be >= 0");
+    constexpr int64_t kMax = int64_t{1} << 40;  // keeps every size sum below int64 overflow
+    ctx.check(pads[d] < kMax && pads[d + g.k] < kMax && g.stride[d] < kMax && g.dil[d] < kMax && g.kernel[d] < kMax,
+              "pads/strides/dilations/kernel of spatial dim {} are implausibly large", d);
     int64_t eff = g.dil[d] * (g.kernel[d] - 1) + 1;  // dilated kernel extent
     int64_t pb = pads[d], pe = pads[d + g.k];
     if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
@@ -249,10 +252,13 @@ ConvGeom conv_geometry(const KernelContext& ctx, const Tensor& x, const Tensor& 
               g.in[d] + pb + pe, d);
     g.out[d] = span / g.stride[d] + 1;
     g.pad_begin[d] = pb;
-    g.in_size *= g.in[d];
-    g.out_size *= g.out[d];
-    g.kernel_size *= g.kernel[d];
   }
+  Shape out_shape{g.N, g.M};
+  out_shape.insert(out_shape.end(), g.out.begin(), g.out.end());
+  checked_numel(out_shape, n.where() + " output");
+  g.in_size = checked_numel(g.in, n.where() + " input");
+  g.out_size = checked_numel(g.out, n.where() + " output");
+  g.kernel_size = checked_numel(g.kernel, n.where() + " kernel");
   return g;
 }
 
@@ -320,9 +326,9 @@ void conv_integer(KernelContext& ctx) {
             dtype_name(x.dtype()), dtype_name(w.dtype()));
   ConvGeom g = conv_geometry(ctx, x, w);
   std::vector<int32_t> xq, wq;
+  Tensor& y = ctx.alloc_output(0, DType::Int32, conv_out_shape(g));  // first: checks the memory limit
   subtract_conv_zero_points(ctx, g, x, ctx.optional_input(2), w, ctx.optional_input(3), xq, wq);
   auto acc = conv_integer_acc(g, xq, wq);
-  Tensor& y = ctx.alloc_output(0, DType::Int32, conv_out_shape(g));
   std::memcpy(y.raw(), acc.data(), acc.size() * sizeof(int32_t));
 }
 
@@ -350,9 +356,9 @@ void qlinear_conv(KernelContext& ctx) {
     std::memcpy(bias.data(), b->raw(), bias.size() * sizeof(int32_t));
   }
   std::vector<int32_t> xq, wq;
+  Tensor& y = ctx.alloc_output(0, y_zp_t.dtype(), conv_out_shape(g));  // first: checks the memory limit
   subtract_conv_zero_points(ctx, g, x, &ctx.input(2), w, &ctx.input(5), xq, wq);
   auto acc = conv_integer_acc(g, xq, wq);
-  Tensor& y = ctx.alloc_output(0, y_zp_t.dtype(), conv_out_shape(g));
   QRange r = qrange(y.dtype());
   for (int64_t i = 0; i < static_cast<int64_t>(acc.size()); ++i) {
     int64_t m = (i / g.out_size) % g.M;
@@ -444,8 +450,8 @@ void matmul_integer(KernelContext& ctx) {
   MatMulGeom g = matmul_geometry(ctx, a, b);
   auto a_zp = row_zp(ctx, ctx.optional_input(2), a.dtype(), g.M, "a_zero_point (per row)");
   auto b_zp = row_zp(ctx, ctx.optional_input(3), b.dtype(), g.N, "b_zero_point (per column)");
+  Tensor& y = ctx.alloc_output(0, DType::Int32, g.out);  // first: checks the memory limit
   auto acc = matmul_integer_acc(g, read_q(a), read_q(b), a_zp, b_zp);
-  Tensor& y = ctx.alloc_output(0, DType::Int32, g.out);
   std::memcpy(y.raw(), acc.data(), acc.size() * sizeof(int32_t));
 }
 
@@ -464,8 +470,8 @@ void qlinear_matmul(KernelContext& ctx) {
   auto b_zp = row_zp(ctx, &ctx.input(5), b.dtype(), g.N, "b_zero_point (per column)");
   auto y_s = scale_param(ctx, ctx.input(6), g.M, "y_scale (per row)");
   auto y_zp = row_zp(ctx, &y_zp_t, y_zp_t.dtype(), g.M, "y_zero_point (per row)");
+  Tensor& y = ctx.alloc_output(0, y_zp_t.dtype(), g.out);  // first: checks the memory limit
   auto acc = matmul_integer_acc(g, read_q(a), read_q(b), a_zp, b_zp);
-  Tensor& y = ctx.alloc_output(0, y_zp_t.dtype(), g.out);
   QRange r = qrange(y.dtype());
   for (int64_t idx = 0; idx < static_cast<int64_t>(acc.size()); ++idx) {
     int64_t i = (idx / g.N) % g.M, j = idx % g.N;
