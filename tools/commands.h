@@ -10,3 +10,5 @@ struct CommandDone {
 
 // tools/cmd_npu.cpp: hw list/show, sim gemm.
 void add_npu_commands(CLI::App& app);
+// tools/cmd_model.cpp: plan, bench.
+void add_model_commands(CLI::App& app);

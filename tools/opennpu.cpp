@@ -25,6 +25,37 @@ using namespace opennpu;
 
 namespace {
 
+// FLOPs of the nodes left on the CPU (Conv/Gemm/MatMul/LSTM counted; the rest is small).
+int64_t cpu_flops_estimate(const Model::Impl& im) {
+  int64_t f = 0;
+  for (size_t si = 0; si < im.program->segments.size(); ++si) {
+    const auto& seg = im.program->segments[si];
+    if (seg.npu) continue;
+    for (int ni : seg.nodes) {
+      const auto& n = im.model.graph.nodes[ni];
+      auto shape_of = [&](const std::string& v) -> Shape {
+        auto* vi = im.model.graph.find_value_info(v);
+        if (vi && vi->fully_static()) return vi->static_shape();
+        auto it = im.model.graph.initializers.find(v);
+        if (it != im.model.graph.initializers.end()) return it->second.shape();
+        return {};
+      };
+      if (n.op_type == "LSTM" || n.op_type == "GRU" || n.op_type == "RNN") {
+        Shape x = shape_of(n.inputs[0]), w = shape_of(n.inputs[1]), r = shape_of(n.inputs[2]);
+        if (x.size() == 3 && w.size() == 3 && r.size() == 3) f += 2 * x[0] * x[1] * w[0] * w[1] * (w[2] + r[2]);
+      } else if (n.op_type == "MatMul" || n.op_type == "Gemm" || n.op_type == "Conv") {
+        Shape o = n.outputs.empty() ? Shape{} : shape_of(n.outputs[0]);
+        Shape w = n.inputs.size() > 1 ? shape_of(n.inputs[1]) : Shape{};
+        if (!o.empty() && !w.empty()) {
+          int64_t k = n.op_type == "Conv" ? checked_numel(w) / w[0] : (n.op_type == "Gemm" && n.attr_i("transB", 0) ? w.back() : w[w.size() - 2]);
+          f += 2 * checked_numel(o) * k;
+        }
+      }
+    }
+  }
+  return f;
+}
+
 std::string sanitize(const std::string& name) {
   std::string s = name;
   for (char& c : s)
@@ -71,10 +102,16 @@ Stats stats_of(const Tensor& t) {
 }
 
 int cmd_run(const std::string& model_path, const std::vector<std::string>& inputs, const std::vector<std::string>& dims,
-            int threads, const std::string& out_dir, bool as_json) {
+            int threads, const std::string& out_dir, bool as_json, std::string device, const std::string& hw) {
   LoadOptions lo;
   lo.threads = threads;
   lo.dims = parse_dims(dims);
+  if (device.empty()) device = hw.empty() ? "cpu" : "all";
+  if (device != "cpu") {
+    if (hw.empty()) throw Error("--device " + device + " needs --hw NAME|FILE (see `opennpu hw list`)");
+    lo.compute_units = ComputeUnits::all;
+    lo.hardware = hw;
+  }
   Model m = Model::load(model_path, lo);
   NamedTensors feeds;
   for (const auto& in : inputs) {
@@ -101,6 +138,32 @@ int cmd_run(const std::string& model_path, const std::vector<std::string>& input
     if (!as_json)
       std::cout << fmt::format("{}\t{}\t{}\tmin {:.6g}\tmax {:.6g}\tmean {:.6g}{}\n", o.name, dtype_name(t.dtype()),
                                shape_str(t.shape()), s.min, s.max, s.mean, path.empty() ? "" : "\t" + path);
+  }
+  if (m.impl().uses_npu()) {
+    const auto& im = m.impl();
+    const auto& t = im.timing;
+    int64_t flops_npu = 0, flops_all = 0;
+    for (const auto& L : im.program->layers) flops_npu += L.flops;
+    flops_all = flops_npu + cpu_flops_estimate(im);
+    int on_npu = 0;
+    for (const auto& p : im.program->placements) on_npu += p.npu;
+    json s = {{"hardware", im.hw->name},
+              {"latency_ms", t.total_seconds() * 1e3},
+              {"npu_ms", t.npu_seconds * 1e3},
+              {"dispatch_ms", t.dispatch_seconds * 1e3},
+              {"energy_mj", t.energy.total_pj() * 1e-9},
+              {"dram_mb", (t.dram_read + t.dram_write) / 1e6},
+              {"mac_utilization", t.mac_utilization},
+              {"nodes_on_npu", on_npu},
+              {"nodes", im.program->placements.size()},
+              {"flops_on_npu_share", flops_all ? static_cast<double>(flops_npu) / flops_all : 0.0}};
+    j["npu"] = s;
+    if (!as_json)
+      std::cout << fmt::format("simulated on {}: {:.3f} ms (NPU {:.3f} ms + dispatch {:.3f} ms), {:.3f} mJ, "
+                               "{}/{} nodes and {:.1f}% of FLOPs on the NPU, MAC utilization {:.1f}%\n",
+                               im.hw->name, t.total_seconds() * 1e3, t.npu_seconds * 1e3, t.dispatch_seconds * 1e3,
+                               t.energy.total_pj() * 1e-9, on_npu, im.program->placements.size(),
+                               100.0 * s["flops_on_npu_share"].get<double>(), 100 * t.mac_utilization);
   }
   if (as_json) std::cout << j.dump(2) << "\n";
   return 0;
@@ -179,8 +242,10 @@ int main(int argc, char** argv) {
   run->add_option("--dim", dims, "Bind a symbolic dimension: NAME=VALUE; repeatable");
   run->add_option("--threads,-t", threads, "Threads (default: all cores)");
   run->add_option("--output-dir,-o", out_dir, "Write DIR/<output>.npy for each model output");
-  std::string device = "cpu";
-  run->add_option("--device", device, "cpu (npu|all need --hw)")->check(CLI::IsMember({"cpu"}));
+  std::string device, hw;
+  run->add_option("--device", device, "cpu, npu or all (NPU with CPU fallback; the default when --hw is given)")
+      ->check(CLI::IsMember({"cpu", "npu", "all"}));
+  run->add_option("--hw", hw, "Hardware preset name or TOML file for the NPU (see `opennpu hw list`)");
   run->add_flag("--json", as_json, "Print one JSON object instead of the table");
 
   auto* info = app.add_subcommand("info", "Show a model's inputs, outputs, opsets, ops and what this build cannot run");
@@ -188,9 +253,10 @@ int main(int argc, char** argv) {
   info->add_option("--dim", dims, "Bind a symbolic dimension: NAME=VALUE; repeatable");
   info->add_flag("--json", as_json, "Print one JSON object");
 
-  run->callback([&] { throw CommandDone{cmd_run(model, inputs, dims, threads, out_dir, as_json)}; });
+  run->callback([&] { throw CommandDone{cmd_run(model, inputs, dims, threads, out_dir, as_json, device, hw)}; });
   info->callback([&] { throw CommandDone{cmd_info(model, dims, as_json)}; });
   add_npu_commands(app);
+  add_model_commands(app);
 
   try {
     app.parse(argc, argv);

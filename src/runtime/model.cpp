@@ -1,9 +1,12 @@
 // Model: import -> passes -> CPU executor (NPU partitioning joins here later).
+#include <chrono>
+
 #include <fmt/format.h>
 
 #include "core/parallel.h"
 #include "cpu/executor.h"
 #include "ir/passes.h"
+#include "npu/compiler/compiler.h"
 #include "onnx/importer.h"
 #include "opennpu/runtime.h"
 #include "runtime/model_impl.h"
@@ -57,7 +60,58 @@ Model Model::load(const std::string& path, const LoadOptions& opts) {
     if (!impl->model.graph.is_initializer(v.name)) impl->inputs.push_back(info_of(v));
   for (const auto& v : impl->model.graph.outputs) impl->outputs.push_back(info_of(v));
   impl->cpu = std::make_unique<cpu::Executor>(impl->model);
+  if (opts.compute_units != ComputeUnits::cpu_only) {
+    if (opts.hardware.empty()) throw Error("compute units cpu_and_npu/all need a hardware description (--hw NAME|FILE)");
+    impl->hw = std::make_unique<npu::HardwareConfig>(npu::HardwareConfig::resolve(opts.hardware));
+    auto t0 = std::chrono::steady_clock::now();
+    impl->program = std::make_unique<npu::Program>(npu::compile(impl->model, *impl->hw));
+    auto t1 = std::chrono::steady_clock::now();
+    impl->timing = npu::simulate_timing(*impl->program, *impl->hw);
+    auto t2 = std::chrono::steady_clock::now();
+    impl->compile_seconds = std::chrono::duration<double>(t1 - t0).count();
+    impl->sim_seconds = std::chrono::duration<double>(t2 - t1).count();
+    for (const auto& seg : impl->program->segments) {
+      if (seg.npu) { impl->cpu_segments.push_back(nullptr); continue; }
+      auto cs = std::make_unique<CpuSegment>();
+      cs->model.opsets = impl->model.opsets;
+      cs->model.ir_version = impl->model.ir_version;
+      cs->model.graph.name = "cpu_segment";
+      for (int ni : seg.nodes) {
+        const ir::Node& n = impl->model.graph.nodes[ni];
+        cs->model.graph.nodes.push_back(n);
+        for (const auto& o : n.outputs) if (!o.empty()) cs->outputs.push_back(o);
+      }
+      cs->exec = std::make_unique<cpu::Executor>(cs->model);
+      impl->cpu_segments.push_back(std::move(cs));
+    }
+  }
   return Model(std::move(impl));
+}
+
+NamedTensors Model::Impl::predict_partitioned(const NamedTensors& feeds) const {
+  cpu::check_feeds(model.graph, feeds);
+  npu::ValueMap values;
+  for (const auto& [k, v] : model.graph.initializers) values[k] = v;
+  for (const auto& [k, v] : feeds) values[k] = v;
+  for (size_t si = 0; si < program->segments.size(); ++si) {
+    const auto& seg = program->segments[si];
+    if (seg.npu) {
+      npu::run_segment(*program, seg, *hw, values);
+      continue;
+    }
+    const CpuSegment& cs = *cpu_segments[si];
+    cpu::Scope scope;
+    for (const auto& [k, v] : values) scope.values.emplace(k, v);
+    auto outs = cs.exec->run_graph(cs.model.graph, scope, cs.outputs);
+    for (size_t i = 0; i < outs.size(); ++i) values[cs.outputs[i]] = outs[i];
+  }
+  NamedTensors out;
+  for (const auto& o : model.graph.outputs) {
+    auto it = values.find(o.name);
+    if (it == values.end()) throw Error("output '" + o.name + "' was not computed");
+    out[o.name] = it->second;
+  }
+  return out;
 }
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -65,7 +119,10 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-NamedTensors Model::predict(const NamedTensors& inputs) const { return impl_->cpu->run(inputs); }
+NamedTensors Model::predict(const NamedTensors& inputs) const {
+  if (impl_->uses_npu()) return impl_->predict_partitioned(inputs);
+  return impl_->cpu->run(inputs);
+}
 const std::vector<TensorInfo>& Model::inputs() const { return impl_->inputs; }
 const std::vector<TensorInfo>& Model::outputs() const { return impl_->outputs; }
 

@@ -1,0 +1,762 @@
+// NPU compiler: partition, lower to layers, tile into tasks. See compiler.h.
+#include "npu/compiler/compiler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "core/half.h"
+#include "npu/sim/gemm_tile.h"
+
+namespace opennpu::npu {
+
+const char* engine_name(Engine e) {
+  switch (e) {
+    case Engine::DmaIn: return "dma_in";
+    case Engine::DmaOut: return "dma_out";
+    case Engine::Mac: return "mac";
+    case Engine::Vec: return "vector";
+  }
+  return "?";
+}
+
+int Program::buffer_id(const std::string& name) const {
+  for (size_t i = 0; i < buffers.size(); ++i)
+    if (buffers[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+namespace {
+
+struct ValueType {
+  DType dtype = DType::Undefined;
+  Shape shape;
+  bool known = false;
+};
+
+// Static types of every value the graph knows (inputs, value_info, outputs, initializers).
+std::unordered_map<std::string, ValueType> static_types(const ir::Graph& g) {
+  std::unordered_map<std::string, ValueType> t;
+  auto add = [&](const ir::ValueInfo& v) {
+    if (v.fully_static() && v.dtype != DType::Undefined && v.kind == "tensor") t[v.name] = {v.dtype, v.static_shape(), true};
+  };
+  for (const auto& v : g.inputs) add(v);
+  for (const auto& [_, v] : g.value_info) add(v);
+  for (const auto& v : g.outputs) add(v);
+  for (const auto& [n, x] : g.initializers) t[n] = {x.dtype(), x.shape(), true};
+  return t;
+}
+
+enum class Lower { Gemm, Vector, Move, View, None };
+
+const std::map<std::string, Lower>& lowerable() {
+  static const std::map<std::string, Lower> m = {
+      {"Conv", Lower::Gemm}, {"ConvTranspose", Lower::Gemm}, {"Gemm", Lower::Gemm}, {"MatMul", Lower::Gemm},
+      {"Add", Lower::Vector}, {"Sub", Lower::Vector}, {"Mul", Lower::Vector}, {"Div", Lower::Vector},
+      {"Max", Lower::Vector}, {"Min", Lower::Vector}, {"Pow", Lower::Vector}, {"Relu", Lower::Vector},
+      {"LeakyRelu", Lower::Vector}, {"Clip", Lower::Vector}, {"Sigmoid", Lower::Vector}, {"Tanh", Lower::Vector},
+      {"HardSigmoid", Lower::Vector}, {"HardSwish", Lower::Vector}, {"Erf", Lower::Vector}, {"Exp", Lower::Vector},
+      {"Sqrt", Lower::Vector}, {"Reciprocal", Lower::Vector}, {"Neg", Lower::Vector}, {"Abs", Lower::Vector},
+      {"Softmax", Lower::Vector}, {"BatchNormalization", Lower::Vector}, {"LayerNormalization", Lower::Vector},
+      {"ReduceMean", Lower::Vector}, {"ReduceSum", Lower::Vector}, {"ReduceMax", Lower::Vector},
+      {"MaxPool", Lower::Vector}, {"AveragePool", Lower::Vector}, {"GlobalAveragePool", Lower::Vector},
+      {"GlobalMaxPool", Lower::Vector}, {"Resize", Lower::Vector}, {"Upsample", Lower::Vector},
+      {"Transpose", Lower::Move}, {"Concat", Lower::Move}, {"Split", Lower::Move}, {"Slice", Lower::Move},
+      {"Pad", Lower::Move},
+      {"Reshape", Lower::View}, {"Flatten", Lower::View}, {"Squeeze", Lower::View}, {"Unsqueeze", Lower::View},
+      {"Identity", Lower::View}, {"Dropout", Lower::View},
+  };
+  return m;
+}
+
+// The LUT function an activation op needs ("" when the vector unit computes it exactly).
+std::string lut_for(const std::string& op) {
+  if (op == "Sigmoid") return "sigmoid";
+  if (op == "Tanh") return "tanh";
+  if (op == "Erf") return "erf";
+  if (op == "Exp" || op == "Softmax") return "exp";
+  return "";
+}
+
+bool is_depthwise(const ir::Node& n, const std::unordered_map<std::string, ValueType>& types) {
+  if (n.op_type != "Conv") return false;
+  auto it = types.find(n.inputs[0]);
+  int64_t group = n.attr_i("group", 1);
+  return it != types.end() && it->second.shape.size() == 4 && group > 1 && group == it->second.shape[1];
+}
+
+struct Reasoner {
+  const ir::Model& m;
+  const HardwareConfig& hw;
+  std::unordered_map<std::string, ValueType> types;
+
+  bool is_const(const std::string& v) const {
+    if (!m.graph.is_initializer(v)) return false;
+    for (const auto& in : m.graph.inputs) if (in.name == v) return false;
+    return true;
+  }
+  const Tensor* constant(const std::string& v) const {
+    return is_const(v) ? &m.graph.initializers.at(v) : nullptr;
+  }
+
+  std::string why(const ir::Node& n) const {
+    if (!n.domain.empty()) return fmt::format("op {} of domain '{}' has no NPU lowering", n.op_type, n.domain);
+    if (n.op_type == "LSTM" || n.op_type == "GRU" || n.op_type == "RNN") {
+      if (!hw.supports_op(n.op_type))
+        return fmt::format("recurrent layer {}: {} does not run recurrent layers (Apple: RNN/LSTM/GRU run on the CPU/GPU, not the Neural Engine)",
+                           n.op_type, hw.name);
+      return fmt::format("recurrent layer {} is not lowered to MatMul + elementwise steps by this compiler yet", n.op_type);
+    }
+    if (!hw.supports_op(n.op_type)) return fmt::format("op {} is not in {}'s supported ops", n.op_type, hw.name);
+    auto lit = lowerable().find(n.op_type);
+    if (lit == lowerable().end()) return fmt::format("op {} has no NPU lowering in this compiler", n.op_type);
+    if (!hw.supports_dtype("fp16")) return fmt::format("{} does not compute in fp16", hw.name);
+    for (const auto& [_, a] : n.attrs)
+      if (a.kind == ir::Attribute::Kind::Graph || a.kind == ir::Attribute::Kind::Graphs) return "control flow stays on the CPU";
+    // Types and shapes: every data operand must be a static float tensor.
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const auto& v = n.inputs[i];
+      if (v.empty()) continue;
+      auto it = types.find(v);
+      if (it == types.end()) return fmt::format("input '{}' has a dynamic or unknown shape", v);
+      bool data = !is_const(v) || i == 0;
+      if (data && it->second.dtype != DType::Float32 && it->second.dtype != DType::Float16)
+        return fmt::format("input '{}' is {} (the engine computes in FP16)", v, dtype_name(it->second.dtype));
+    }
+    for (size_t i = 0; i < n.outputs.size(); ++i) {
+      const auto& v = n.outputs[i];
+      if (v.empty()) continue;
+      if (i > 0 && (n.op_type == "MaxPool" || n.op_type == "Dropout" || n.op_type == "BatchNormalization" ||
+                    n.op_type == "LayerNormalization"))
+        return fmt::format("{} with its optional output {} is not lowered", n.op_type, i);
+      auto it = types.find(v);
+      if (it == types.end()) return fmt::format("output '{}' has a dynamic or unknown shape", v);
+      if (it->second.dtype != DType::Float32 && it->second.dtype != DType::Float16)
+        return fmt::format("output '{}' is {} (the engine computes in FP16)", v, dtype_name(it->second.dtype));
+    }
+    std::string lut = lut_for(n.op_type);
+    if (!lut.empty() && !hw.has_lut(lut))
+      return fmt::format("{} needs the '{}' lookup table, which {} does not declare", n.op_type, lut, hw.name);
+    return op_specific(n);
+  }
+
+  const Shape& shape(const std::string& v) const { return types.at(v).shape; }
+
+  std::string op_specific(const ir::Node& n) const {
+    const std::string& op = n.op_type;
+    if (op == "Conv" || op == "ConvTranspose") {
+      if (shape(n.inputs[0]).size() != 4) return fmt::format("only 2-D {} is lowered (input rank {})", op, shape(n.inputs[0]).size());
+      if (n.inputs.size() < 2 || !is_const(n.inputs[1])) return op + " weights are not constant";
+      if (n.has_input(2) && !is_const(n.inputs[2])) return op + " bias is not constant";
+      std::string ap = n.attr_s("auto_pad", "NOTSET");
+      if (op == "ConvTranspose") {
+        if (n.attr_i("group", 1) != 1) return "grouped ConvTranspose is not lowered";
+        if (n.has_attr("output_shape") || ap != "NOTSET") return "ConvTranspose with output_shape/auto_pad is not lowered";
+      }
+      return "";
+    }
+    if (op == "Gemm") {
+      if (n.attr_i("transA", 0)) return "Gemm with transA=1 is not lowered";
+      if (n.attr_f("alpha", 1.f) != 1.f || (n.has_input(2) && n.attr_f("beta", 1.f) != 1.f))
+        return "Gemm with alpha/beta other than 1 is not lowered";
+      if (n.has_input(2)) {
+        if (!is_const(n.inputs[2])) return "Gemm bias C is not constant";
+        const Shape& c = shape(n.inputs[2]);
+        int64_t N = shape(n.outputs[0]).back();
+        int64_t cn = checked_numel(c);
+        if (!(cn == 1 || (cn == N && c.back() == N))) return "Gemm bias C must be a per-column vector";
+      }
+      return "";
+    }
+    if (op == "MatMul") {
+      if (shape(n.inputs[0]).size() < 2 || shape(n.inputs[1]).size() < 2) return "MatMul with 1-D operands is not lowered";
+      return "";
+    }
+    if (op == "Pow") {
+      const Tensor* e = constant(n.inputs[1]);
+      if (!e || e->numel() != 1) return "Pow with a non-constant or non-scalar exponent is not lowered";
+      double x = e->get_f64(0);
+      if (x != 2 && x != 1 && x != 3 && x != 0.5) return fmt::format("Pow with exponent {} is not lowered (2, 3, 0.5, 1 are)", x);
+      return "";
+    }
+    if (op == "Clip") {
+      for (size_t i = 1; i < n.inputs.size(); ++i)
+        if (n.has_input(i) && !constant(n.inputs[i])) return "Clip with non-constant bounds is not lowered";
+      return "";
+    }
+    if (op == "Softmax") {
+      return "";
+    }
+    if (op == "BatchNormalization") {
+      if (n.attr_i("training_mode", 0)) return "BatchNormalization in training mode";
+      for (size_t i = 1; i < 5; ++i) if (!n.has_input(i) || !is_const(n.inputs[i])) return "BatchNormalization parameters are not constant";
+      return "";
+    }
+    if (op == "LayerNormalization") {
+      if (!n.has_input(1) || !is_const(n.inputs[1]) || (n.has_input(2) && !is_const(n.inputs[2])))
+        return "LayerNormalization scale/bias are not constant";
+      return "";
+    }
+    if (op == "ReduceMean" || op == "ReduceSum" || op == "ReduceMax") {
+      if (n.has_input(1) && !is_const(n.inputs[1])) return op + " with non-constant axes is not lowered";
+      return "";
+    }
+    if (op == "MaxPool" || op == "AveragePool") {
+      if (shape(n.inputs[0]).size() != 4) return "only 2-D pooling is lowered";
+      for (auto d : n.attr_ints("dilations")) if (d != 1) return "dilated pooling is not lowered";
+      if (n.attr_i("storage_order", 0)) return "MaxPool storage_order=1 is not lowered";
+      return "";
+    }
+    if (op == "GlobalAveragePool" || op == "GlobalMaxPool") {
+      if (shape(n.inputs[0]).size() < 3) return "global pooling needs a spatial input";
+      return "";
+    }
+    if (op == "Resize" || op == "Upsample") {
+      if (shape(n.inputs[0]).size() != 4) return "only 4-D Resize is lowered";
+      std::string mode = n.attr_s("mode", "nearest");
+      if (mode != "nearest" && mode != "linear" && mode != "bilinear") return "Resize mode " + mode + " is not lowered";
+      const Shape& in = shape(n.inputs[0]);
+      const Shape& out = shape(n.outputs[0]);
+      if (in[0] != out[0] || in[1] != out[1]) return "Resize of the batch or channel dims is not lowered";
+      std::string ct = n.attr_s("coordinate_transformation_mode", "half_pixel");
+      if (op == "Resize" && m.opset() >= 11 && ct != "half_pixel" && ct != "asymmetric" && ct != "align_corners" &&
+          ct != "pytorch_half_pixel")
+        return "Resize coordinate_transformation_mode " + ct + " is not lowered";
+      return "";
+    }
+    if (op == "Pad") {
+      if (n.attr_s("mode", "constant") != "constant") return "Pad mode " + n.attr_s("mode", "constant") + " is not lowered";
+      for (size_t i = 1; i < n.inputs.size(); ++i)
+        if (n.has_input(i) && !is_const(n.inputs[i])) return "Pad with non-constant pads/value is not lowered";
+      return "";
+    }
+    if (op == "Slice" || op == "Split" || op == "Reshape" || op == "Squeeze" || op == "Unsqueeze") {
+      for (size_t i = 1; i < n.inputs.size(); ++i)
+        if (n.has_input(i) && !is_const(n.inputs[i])) return op + " with non-constant parameters is not lowered";
+      return "";
+    }
+    return "";
+  }
+};
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// FP16 bytes of a tensor in DRAM, rows (last dim) padded to the engine's alignment.
+int64_t dram_bytes(const Shape& s, int64_t align) {
+  if (s.empty()) return std::max<int64_t>(2, align);
+  int64_t row = s.back() * 2;
+  int64_t padded = ceil_div(std::max<int64_t>(row, 1), align) * align;
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < s.size(); ++i) rows *= s[i];
+  return rows * padded;
+}
+
+class Lowering {
+ public:
+  Lowering(const ir::Model& m, const HardwareConfig& hw, Program& p, const Reasoner& r)
+      : m_(m), hw_(hw), p_(p), r_(r) {}
+
+  int buffer(const std::string& name) {
+    auto it = buf_ids_.find(name);
+    if (it != buf_ids_.end()) return it->second;
+    Buffer b;
+    b.name = name;
+    b.shape = r_.types.at(name).shape;
+    b.constant = r_.is_const(name);
+    b.bytes = dram_bytes(b.shape, hw_.memory.row_alignment_bytes);
+    p_.buffers.push_back(b);
+    int id = static_cast<int>(p_.buffers.size()) - 1;
+    buf_ids_[name] = id;
+    return id;
+  }
+
+  // Builds the Layer for node n (and a fused activation `act`, may be null).
+  Layer make_layer(const ir::Node& n, const ir::Node* act) {
+    Layer L;
+    L.name = n.name;
+    L.op = n.op_type;
+    L.node = n;
+    for (const auto& i : n.inputs) L.inputs.push_back(i.empty() ? -1 : buffer(i));
+    const ir::Node& last = act ? *act : n;
+    for (const auto& o : last.outputs) L.outputs.push_back(o.empty() ? -1 : buffer(o));
+    if (act) {
+      L.fused = act->op_type;
+      if (act->op_type == "Relu") L.act = Act::Relu;
+      else {
+        L.act = Act::Clip;
+        L.clip_lo = -INFINITY; L.clip_hi = INFINITY;
+        if (m_.opset() < 11) { L.clip_lo = act->attr_f("min", -INFINITY); L.clip_hi = act->attr_f("max", INFINITY); }
+        else {
+          if (act->has_input(1)) L.clip_lo = static_cast<float>(r_.constant(act->inputs[1])->get_f64(0));
+          if (act->has_input(2)) L.clip_hi = static_cast<float>(r_.constant(act->inputs[2])->get_f64(0));
+        }
+      }
+    }
+    auto kind = lowerable().at(n.op_type);
+    if (kind == Lower::Gemm && is_depthwise(n, r_.types)) kind = Lower::Vector;
+    switch (kind) {
+      case Lower::Gemm: L.kind = LayerKind::Gemm; lower_gemm(L, n); break;
+      case Lower::Vector: L.kind = LayerKind::Vector; lower_vector(L, n); break;
+      case Lower::Move: L.kind = LayerKind::Move; lower_move(L, n); break;
+      default: L.kind = LayerKind::View; break;
+    }
+    return L;
+  }
+
+  void lower_gemm(Layer& L, const ir::Node& n) {
+    GemmGeom& g = L.g;
+    const Shape& out = r_.shape(n.outputs[0]);
+    if (n.op_type == "Conv" || n.op_type == "ConvTranspose") {
+      const Shape& x = r_.shape(n.inputs[0]);
+      const Tensor& w = *r_.constant(n.inputs[1]);
+      bool tr = n.op_type == "ConvTranspose";
+      g.conv = true;
+      g.n_img = x[0]; g.C = x[1]; g.H = x[2]; g.W = x[3];
+      g.O = out[1]; g.OH = out[2]; g.OW = out[3];
+      g.groups = tr ? 1 : n.attr_i("group", 1);
+      g.kh = w.dim(2); g.kw = w.dim(3);
+      auto strides = n.attr_ints("strides", {1, 1});
+      auto dil = n.attr_ints("dilations", {1, 1});
+      auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+      g.dh = dil[0]; g.dw = dil[1];
+      if (tr) {
+        // ConvTranspose == stride-1 conv over the input with (stride-1) zeros between pixels,
+        // padded by dil*(k-1) - pad, with the kernel flipped and its in/out channels swapped.
+        g.in_dil_h = strides[0]; g.in_dil_w = strides[1];
+        g.sh = g.sw = 1;
+        g.ph = g.dh * (g.kh - 1) - pads[0];
+        g.pw = g.dw * (g.kw - 1) - pads[1];
+      } else {
+        g.sh = strides[0]; g.sw = strides[1];
+        std::string ap = n.attr_s("auto_pad", "NOTSET");
+        if (ap == "SAME_UPPER" || ap == "SAME_LOWER") {
+          int64_t th = std::max<int64_t>(0, (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1 - g.H);
+          int64_t tw = std::max<int64_t>(0, (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1 - g.W);
+          g.ph = ap == "SAME_UPPER" ? th / 2 : th - th / 2;
+          g.pw = ap == "SAME_UPPER" ? tw / 2 : tw - tw / 2;
+        } else if (ap != "VALID") {
+          g.ph = pads[0]; g.pw = pads[1];
+        }
+      }
+      g.batch = g.n_img * g.groups;
+      g.M = g.OH * g.OW;
+      g.K = (g.C / g.groups) * g.kh * g.kw;
+      g.N = g.O / g.groups;
+      g.b_const = true;
+      // Pack B[group][k=(c,i,j)][n] as FP16.
+      L.weights.assign(static_cast<size_t>(g.groups * g.K * g.N), 0.f);
+      for (int64_t gr = 0; gr < g.groups; ++gr)
+        for (int64_t o = 0; o < g.N; ++o)
+          for (int64_t c = 0; c < g.C / g.groups; ++c)
+            for (int64_t i = 0; i < g.kh; ++i)
+              for (int64_t j = 0; j < g.kw; ++j) {
+                double v;
+                if (tr)  // w: [C_in, O, kh, kw]; flipped spatially
+                  v = w.get_f64(((c * g.O + o) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j));
+                else
+                  v = w.get_f64((((gr * g.N + o) * (g.C / g.groups) + c) * g.kh + i) * g.kw + j);
+                int64_t k = (c * g.kh + i) * g.kw + j;
+                L.weights[static_cast<size_t>((gr * g.K + k) * g.N + o)] = round_f16(static_cast<float>(v));
+              }
+      if (n.has_input(2)) {
+        const Tensor& b = *r_.constant(n.inputs[2]);
+        for (int64_t o = 0; o < b.numel(); ++o) L.bias.push_back(static_cast<float>(b.get_f64(o)));
+      }
+    } else if (n.op_type == "Gemm") {
+      const Shape& a = r_.shape(n.inputs[0]);
+      const Shape& b = r_.shape(n.inputs[1]);
+      bool tb = n.attr_i("transB", 0) != 0;
+      g.M = a[0]; g.K = a[1]; g.N = tb ? b[0] : b[1];
+      g.batch = 1;
+      pack_matrix_b(L, n.inputs[1], tb);
+      if (n.has_input(2)) {
+        const Tensor& c = *r_.constant(n.inputs[2]);
+        for (int64_t o = 0; o < g.N; ++o) L.bias.push_back(static_cast<float>(c.get_f64(c.numel() == 1 ? 0 : o)));
+      }
+    } else {  // MatMul with numpy batch broadcasting
+      const Shape& a = r_.shape(n.inputs[0]);
+      const Shape& b = r_.shape(n.inputs[1]);
+      g.M = a[a.size() - 2]; g.K = a.back(); g.N = b.back();
+      Shape ab(a.begin(), a.end() - 2), bb(b.begin(), b.end() - 2);
+      size_t r = std::max(ab.size(), bb.size());
+      while (ab.size() < r) ab.insert(ab.begin(), 1);
+      while (bb.size() < r) bb.insert(bb.begin(), 1);
+      g.batch_shape.resize(r);
+      g.a_batch_strides.assign(r, 0);
+      g.b_batch_strides.assign(r, 0);
+      int64_t sa = 1, sb = 1;
+      for (int64_t i = static_cast<int64_t>(r) - 1; i >= 0; --i) {
+        g.batch_shape[i] = std::max(ab[i], bb[i]);
+        g.a_batch_strides[i] = ab[i] == 1 ? 0 : sa;
+        g.b_batch_strides[i] = bb[i] == 1 ? 0 : sb;
+        sa *= ab[i]; sb *= bb[i];
+      }
+      g.batch = 1;
+      for (auto d : g.batch_shape) g.batch *= d;
+      if (r_.is_const(n.inputs[1])) pack_matrix_b(L, n.inputs[1], false);
+    }
+    L.macs = g.batch * g.M * g.K * g.N;
+    L.flops = 2 * L.macs;
+  }
+
+  void pack_matrix_b(Layer& L, const std::string& name, bool transposed) {
+    const Tensor& b = *r_.constant(name);
+    GemmGeom& g = L.g;
+    g.b_const = true;
+    int64_t nb = b.numel() / (g.K * g.N);
+    L.weights.assign(static_cast<size_t>(nb * g.K * g.N), 0.f);
+    for (int64_t s = 0; s < nb; ++s)
+      for (int64_t k = 0; k < g.K; ++k)
+        for (int64_t o = 0; o < g.N; ++o) {
+          int64_t src = transposed ? s * g.K * g.N + o * g.K + k : s * g.K * g.N + k * g.N + o;
+          L.weights[static_cast<size_t>((s * g.K + k) * g.N + o)] = round_f16(static_cast<float>(b.get_f64(src)));
+        }
+  }
+
+  void lower_vector(Layer& L, const ir::Node& n) {
+    const Shape& out = r_.shape(n.outputs[0]);
+    const std::string& op = n.op_type;
+    int64_t total = checked_numel(out);
+    L.vec_row_elems = out.empty() ? 1 : out.back();
+    L.vec_rows = L.vec_row_elems ? total / L.vec_row_elems : 0;
+    L.vec_ops_per_elem = 1;
+    if (op == "Conv") {  // depthwise on the vector unit: kh*kw MACs per output element
+      const Tensor& w = *r_.constant(n.inputs[1]);
+      L.vec_ops_per_elem = w.dim(2) * w.dim(3);
+      L.macs = total * L.vec_ops_per_elem;
+      for (int64_t i = 0; i < w.numel(); ++i) L.weights.push_back(round_f16(static_cast<float>(w.get_f64(i))));
+      if (n.has_input(2)) {
+        const Tensor& b = *r_.constant(n.inputs[2]);
+        for (int64_t o = 0; o < b.numel(); ++o) L.bias.push_back(static_cast<float>(b.get_f64(o)));
+      }
+    } else if (op == "MaxPool" || op == "AveragePool") {
+      auto k = n.attr_ints("kernel_shape");
+      L.vec_ops_per_elem = k.size() == 2 ? k[0] * k[1] : 1;
+    } else if (op == "GlobalAveragePool" || op == "GlobalMaxPool") {
+      const Shape& in = r_.shape(n.inputs[0]);
+      int64_t sp = 1;
+      for (size_t i = 2; i < in.size(); ++i) sp *= in[i];
+      L.vec_ops_per_elem = sp;
+    } else if (op == "Softmax" || op == "LayerNormalization") {
+      L.vec_ops_per_elem = 5;  // max/mean pass, exp/centre, sum, scale (+ affine)
+    } else if (op == "ReduceMean" || op == "ReduceSum" || op == "ReduceMax") {
+      const Shape& in = r_.shape(n.inputs[0]);
+      L.vec_ops_per_elem = std::max<int64_t>(1, checked_numel(in) / std::max<int64_t>(total, 1));
+    } else if (op == "Resize" || op == "Upsample") {
+      L.vec_ops_per_elem = n.attr_s("mode", "nearest") == "nearest" ? 1 : 4;
+    } else if (op == "BatchNormalization" || op == "HardSwish" || op == "HardSigmoid") {
+      L.vec_ops_per_elem = 2;
+    }
+    if (!L.macs) L.flops = total * L.vec_ops_per_elem;
+    else L.flops = 2 * L.macs;
+  }
+
+  void lower_move(Layer& L, const ir::Node& n) {
+    int64_t total = 0;
+    for (const auto& o : n.outputs) if (!o.empty()) total += checked_numel(r_.shape(o));
+    L.vec_row_elems = 1;
+    L.vec_rows = total;
+  }
+
+  const ir::Model& m_;
+  const HardwareConfig& hw_;
+  Program& p_;
+  const Reasoner& r_;
+  std::unordered_map<std::string, int> buf_ids_;
+};
+
+// ---- tiling into tasks -------------------------------------------------------------------
+
+class Tiler {
+ public:
+  Tiler(const HardwareConfig& hw, Program& p) : hw_(hw), p_(p) {
+    sram_ = hw.sram.bytes;
+    last_out_.assign(p.buffers.size(), {});
+  }
+
+  void layer(int li) {
+    Layer& L = p_.layers[li];
+    switch (L.kind) {
+      case LayerKind::Gemm: gemm(li); break;
+      case LayerKind::Vector: rows(li, true); break;
+      case LayerKind::Move: rows(li, false); break;
+      case LayerKind::View:
+        // Aliases its input: the consumers wait on whatever produced the input.
+        if (!L.inputs.empty() && L.inputs[0] >= 0)
+          for (int o : L.outputs) if (o >= 0) last_out_[o] = last_out_[L.inputs[0]];
+        break;
+    }
+  }
+
+ private:
+  uint32_t emit(Task t) {
+    p_.tasks.push_back(std::move(t));
+    return static_cast<uint32_t>(p_.tasks.size() - 1);
+  }
+  std::vector<uint32_t> input_deps(const Layer& L) const {
+    std::vector<uint32_t> d;
+    for (int b : L.inputs)
+      if (b >= 0) d.insert(d.end(), last_out_[b].begin(), last_out_[b].end());
+    std::sort(d.begin(), d.end());
+    d.erase(std::unique(d.begin(), d.end()), d.end());
+    return d;
+  }
+
+  int64_t in_bytes_fraction(const Layer& L, double frac) const {
+    int64_t b = 0;
+    for (int i : L.inputs)
+      if (i >= 0 && !p_.buffers[i].constant) b += static_cast<int64_t>(std::ceil(p_.buffers[i].bytes * frac));
+    return b;
+  }
+
+  // GEMM layers: split work over cores, keep each core's weight slice resident when it fits,
+  // tile M so A tiles are double-buffered, tile K when even one column block of weights does not fit.
+  void gemm(int li) {
+    Layer& L = p_.layers[li];
+    const GemmGeom& g = L.g;
+    const int64_t R = hw_.mac.rows, C = hw_.mac.cols, cores = hw_.cores;
+    const auto deps_in = input_deps(L);
+    std::vector<uint32_t> outs;
+    // Split over cores: output channels when there are enough column blocks, else rows (M).
+    int64_t n_blocks = ceil_div(g.N, C);
+    bool split_n = n_blocks >= cores;
+    int64_t units = split_n ? cores : std::min<int64_t>(cores, std::max<int64_t>(1, ceil_div(g.M, R)));
+    for (int64_t b = 0; b < g.batch; ++b) {
+      // Spread batches over cores too when there are many of them.
+      for (int64_t u = 0; u < units; ++u) {
+        int64_t n0 = 0, n1 = g.N, m0 = 0, m1 = g.M;
+        if (split_n) {
+          n0 = std::min(g.N, (n_blocks * u / units) * C);
+          n1 = std::min(g.N, (n_blocks * (u + 1) / units) * C);
+        } else {
+          m0 = g.M * u / units;
+          m1 = g.M * (u + 1) / units;
+        }
+        if (n0 >= n1 || m0 >= m1) continue;
+        int core = static_cast<int>((u + b * (split_n ? 0 : 1)) % cores);
+        tile_core(li, b, core, m0, m1, n0, n1, deps_in, outs);
+      }
+    }
+    for (int o : L.outputs) if (o >= 0) last_out_[o] = outs;
+  }
+
+  void tile_core(int li, int64_t b, int core, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                 const std::vector<uint32_t>& deps_in, std::vector<uint32_t>& outs) {
+    Layer& L = p_.layers[li];
+    const GemmGeom& g = L.g;
+    const int64_t R = hw_.mac.rows, C = hw_.mac.cols;
+    const int64_t budget = sram_;
+    // Weight slice K x n: resident if it fits in half of SRAM, else tile N (then K).
+    int64_t n_tile = n1 - n0, k_tile = g.K;
+    while (k_tile * n_tile * 2 > budget / 2 && n_tile > C) n_tile = std::max(C, ceil_div(n_tile / 2, C) * C);
+    while (k_tile * n_tile * 2 > budget / 2 && k_tile > R) k_tile = std::max(R, ceil_div(k_tile / 2, R) * R);
+    // A tile rows: double-buffered A (m x k fp16) + fp32 accumulators (m x n) in the other half.
+    int64_t per_row = 2 * k_tile * 2 + n_tile * 4;
+    int64_t m_tile = std::max<int64_t>(1, (budget / 2) / std::max<int64_t>(per_row, 1));
+    if (g.conv && m_tile >= g.OW) m_tile = (m_tile / g.OW) * g.OW;  // whole output rows
+    m_tile = std::min(m_tile, m1 - m0);
+    // Bytes of input needed for an m-range of a conv (input rows incl. halo, all channels of the group).
+    auto a_bytes = [&](int64_t ma, int64_t mb, int64_t ka, int64_t kb) -> int64_t {
+      double kfrac = static_cast<double>(kb - ka) / g.K;
+      if (g.conv) {
+        int64_t r0 = ma / g.OW, r1 = (mb - 1) / g.OW;
+        int64_t rows = (r1 - r0) * g.sh + (g.kh - 1) * g.dh + 1;
+        rows = std::min(rows, g.H * g.in_dil_h);
+        rows = std::max<int64_t>(1, ceil_div(rows, g.in_dil_h));
+        int64_t row_bytes = ceil_div(g.W * 2, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes;
+        return static_cast<int64_t>(std::ceil((g.C / g.groups) * rows * row_bytes * kfrac));
+      }
+      int64_t row_bytes = ceil_div((kb - ka) * 2, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes;
+      return (mb - ma) * row_bytes;
+    };
+    const int64_t align = hw_.memory.row_alignment_bytes;
+    for (int64_t na = n0; na < n1; na += n_tile) {
+      int64_t nb = std::min(n1, na + n_tile);
+      for (int64_t ka = 0; ka < g.K; ka += k_tile) {
+        int64_t kb = std::min(g.K, ka + k_tile);
+        bool single_k = (ka == 0 && kb == g.K);
+        // Weights (or the B operand of an activation MatMul) for this (n, k) block.
+        Task w;
+        w.engine = Engine::DmaIn; w.core = core; w.layer = static_cast<int>(&L - p_.layers.data());
+        w.b = b; w.n0 = na; w.n1 = nb; w.k0 = ka; w.k1 = kb;
+        w.bytes = (kb - ka) * (ceil_div((nb - na) * 2, align) * align);
+        w.sram_bytes = w.bytes;
+        if (!g.b_const) w.deps = deps_in;
+        uint32_t wid = emit(w);
+        std::vector<uint32_t> macs_done;
+        int64_t i = 0;
+        for (int64_t ma = m0; ma < m1; ma += m_tile, ++i) {
+          int64_t mb = std::min(m1, ma + m_tile);
+          Task a;
+          a.engine = Engine::DmaIn; a.core = core; a.layer = w.layer;
+          a.b = b; a.m0 = ma; a.m1 = mb; a.k0 = ka; a.k1 = kb;
+          a.bytes = a_bytes(ma, mb, ka, kb);
+          a.sram_bytes = a.bytes;
+          a.deps = deps_in;
+          if (i >= 2) a.deps.push_back(macs_done[i - 2]);  // double buffering: reuse the buffer of tile i-2
+          uint32_t aid = emit(a);
+          Task c;
+          c.engine = Engine::Mac; c.core = core; c.layer = w.layer;
+          c.b = b; c.m0 = ma; c.m1 = mb; c.n0 = na; c.n1 = nb; c.k0 = ka; c.k1 = kb;
+          c.last_k = kb == g.K;
+          auto cost = gemm_tile_cost(mb - ma, kb - ka, nb - na, hw_.mac.rows, hw_.mac.cols, hw_.mac.dataflow);
+          c.cycles = cost.compute_cycles;
+          c.macs = (mb - ma) * (kb - ka) * (nb - na);
+          // Operands read from SRAM once per fold pass, outputs/partials written once.
+          c.sram_bytes = (mb - ma) * (kb - ka) * 2 + (kb - ka) * (nb - na) * 2 + (mb - ma) * (nb - na) * (single_k ? 2 : 4);
+          c.deps = {aid, wid};
+          uint32_t cid = emit(c);
+          macs_done.push_back(cid);
+          if (c.last_k) {
+            Task o;
+            o.engine = Engine::DmaOut; o.core = core; o.layer = w.layer;
+            o.b = b; o.m0 = ma; o.m1 = mb; o.n0 = na; o.n1 = nb;
+            o.bytes = (mb - ma) * (nb - na) * 2;
+            o.sram_bytes = o.bytes;
+            o.deps = {cid};
+            outs.push_back(emit(o));
+          }
+        }
+      }
+    }
+  }
+
+  // Vector and Move layers: rows split evenly over cores, tiles sized to half the SRAM.
+  void rows(int li, bool compute) {
+    Layer& L = p_.layers[li];
+    const auto deps_in = input_deps(L);
+    std::vector<uint32_t> outs;
+    int64_t total_rows = std::max<int64_t>(L.vec_rows, 1);
+    int64_t out_bytes = 0;
+    for (int o : L.outputs) if (o >= 0) out_bytes += p_.buffers[o].bytes;
+    int64_t in_bytes = in_bytes_fraction(L, 1.0);
+    double per_row = static_cast<double>(in_bytes + out_bytes) / total_rows;
+    int64_t rows_per_tile = std::max<int64_t>(1, static_cast<int64_t>((sram_ / 4) / std::max(per_row, 1.0)));
+    int64_t cores = hw_.cores;
+    int64_t lanes = hw_.vector.lanes;
+    for (int64_t u = 0; u < cores; ++u) {
+      int64_t r0 = total_rows * u / cores, r1 = total_rows * (u + 1) / cores;
+      int64_t i = 0;
+      std::vector<uint32_t> done;
+      for (int64_t ra = r0; ra < r1; ra += rows_per_tile, ++i) {
+        int64_t rb = std::min(r1, ra + rows_per_tile);
+        double frac = static_cast<double>(rb - ra) / total_rows;
+        Task in;
+        in.engine = Engine::DmaIn; in.core = static_cast<int>(u); in.layer = li;
+        in.m0 = ra; in.m1 = rb;
+        in.bytes = in_bytes_fraction(L, frac);
+        if (!L.weights.empty() || !L.bias.empty()) in.bytes += static_cast<int64_t>((L.weights.size() * 2 + L.bias.size() * 4) * frac) + 1;
+        in.sram_bytes = in.bytes;
+        in.deps = deps_in;
+        if (i >= 2) in.deps.push_back(done[i - 2]);
+        uint32_t iid = emit(in);
+        uint32_t last = iid;
+        if (compute) {
+          Task v;
+          v.engine = Engine::Vec; v.core = static_cast<int>(u); v.layer = li;
+          v.m0 = ra; v.m1 = rb;
+          int64_t elems = (rb - ra) * L.vec_row_elems;
+          v.cycles = ceil_div(elems * L.vec_ops_per_elem, lanes);
+          v.macs = L.macs ? elems * L.vec_ops_per_elem : 0;
+          v.sram_bytes = in.bytes + static_cast<int64_t>(out_bytes * frac);
+          v.deps = {iid};
+          last = emit(v);
+        }
+        done.push_back(last);
+        Task o;
+        o.engine = Engine::DmaOut; o.core = static_cast<int>(u); o.layer = li;
+        o.m0 = ra; o.m1 = rb;
+        o.bytes = static_cast<int64_t>(std::ceil(out_bytes * frac));
+        o.sram_bytes = o.bytes;
+        o.deps = {last};
+        outs.push_back(emit(o));
+      }
+    }
+    for (int o : L.outputs) if (o >= 0) last_out_[o] = outs;
+  }
+
+  const HardwareConfig& hw_;
+  Program& p_;
+  int64_t sram_;
+  std::vector<std::vector<uint32_t>> last_out_;  // per buffer: tasks that wrote it
+};
+
+}  // namespace
+
+std::string decline_reason(const ir::Model& model, const ir::Node& node, const HardwareConfig& hw) {
+  Reasoner r{model, hw, static_types(model.graph)};
+  return r.why(node);
+}
+
+Program compile(const ir::Model& model, const HardwareConfig& hw, const CompileOptions& opts) {
+  Program p;
+  p.hw_name = hw.name;
+  p.hw_hash = hw.hash();
+  p.sram_bytes_per_core = hw.sram.bytes;
+  p.opset = model.opset();
+  Reasoner r{model, hw, static_types(model.graph)};
+  const auto& nodes = model.graph.nodes;
+
+  // 1. Placement.
+  std::vector<bool> on_npu(nodes.size(), false);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    Placement pl{nodes[i].name, nodes[i].op_type, false, r.why(nodes[i])};
+    pl.npu = pl.reason.empty();
+    on_npu[i] = pl.npu;
+    p.placements.push_back(pl);
+  }
+  // 2. Activation fusion: a Relu/Clip whose only input is a MAC layer's output read by nobody else.
+  std::unordered_map<std::string, int> readers;
+  for (const auto& n : nodes) for (const auto& v : ir::node_reads(n)) readers[v]++;
+  for (const auto& o : model.graph.outputs) readers[o.name] += 1 << 20;
+  std::vector<int> fused_into(nodes.size(), -1);
+  if (opts.fuse_activations) {
+    for (size_t i = 0; i + 1 < nodes.size(); ++i) {
+      const auto& n = nodes[i];
+      const auto& a = nodes[i + 1];
+      if (!on_npu[i] || !on_npu[i + 1]) continue;
+      if (lowerable().at(n.op_type) != Lower::Gemm || is_depthwise(n, r.types)) continue;
+      if ((a.op_type != "Relu" && a.op_type != "Clip") || a.inputs.empty() || a.inputs[0] != n.outputs[0]) continue;
+      if (readers[n.outputs[0]] != 1) continue;
+      fused_into[i + 1] = static_cast<int>(i);
+    }
+  }
+  // 3. Segments and layers.
+  Lowering low(model, hw, p, r);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (p.segments.empty() || p.segments.back().npu != on_npu[i]) p.segments.push_back(Segment{on_npu[i], {}, {}, 0});
+    p.segments.back().nodes.push_back(static_cast<int>(i));
+    if (!on_npu[i] || fused_into[i] >= 0) continue;
+    const ir::Node* act = (i + 1 < nodes.size() && fused_into[i + 1] == static_cast<int>(i)) ? &nodes[i + 1] : nullptr;
+    p.layers.push_back(low.make_layer(nodes[i], act));
+    p.segments.back().layers.push_back(static_cast<int>(p.layers.size()) - 1);
+  }
+  // Bytes crossing between devices (each crossing is a DRAM round trip).
+  std::unordered_map<std::string, bool> produced_on_npu;
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (const auto& o : nodes[i].outputs) produced_on_npu[o] = on_npu[i];
+  for (auto& s : p.segments) {
+    std::set<std::string> crossing;
+    for (int ni : s.nodes)
+      for (const auto& v : nodes[ni].inputs) {
+        if (v.empty() || r.is_const(v)) continue;
+        auto it = produced_on_npu.find(v);
+        bool from_npu = it != produced_on_npu.end() && it->second;
+        if (from_npu != s.npu) crossing.insert(v);
+      }
+    for (const auto& v : crossing) {
+      auto t = r.types.find(v);
+      if (t != r.types.end()) s.boundary_bytes += checked_numel(t->second.shape) * 2;
+    }
+  }
+  // 4. Tasks.
+  Tiler tiler(hw, p);
+  for (size_t li = 0; li < p.layers.size(); ++li) tiler.layer(static_cast<int>(li));
+  return p;
+}
+
+}  // namespace opennpu::npu

@@ -1,0 +1,114 @@
+// npu/compiler/program.h — what the NPU compiler produces and the simulator executes.
+//
+// A Program is a list of Layers (one per IR node taken by the engine, with its operands, packed
+// FP16 weights and fused activation) and a list of Tasks: DMA in, MAC-array or vector-unit
+// compute, DMA out, each on one core, each with an explicit tile (index ranges) and explicit
+// dependencies. The simulator gives the same Program two meanings: functional (every compute task
+// computes exactly its tile, in FP16 storage with the declared accumulator) and timing (an event
+// simulation of the same tasks on the engines). There is no separate estimate that could drift.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+#include "opennpu/tensor.h"
+
+namespace opennpu::npu {
+
+enum class Engine : uint8_t { DmaIn, DmaOut, Mac, Vec };
+const char* engine_name(Engine e);
+
+// How a layer computes. Gemm covers Conv/ConvTranspose/Gemm/MatMul on the MAC array; the vector
+// (planar) unit takes elementwise ops, activations, pooling, normalisation, reductions, resize and
+// depthwise convolution; Move layers are pure data movement done by DMA; View layers (Reshape,
+// Flatten, Squeeze, Unsqueeze, Identity) only reinterpret a buffer and cost nothing.
+enum class LayerKind : uint8_t { Gemm, Vector, Move, View };
+
+enum class Act : uint8_t { None, Relu, Clip };
+
+// Convolution geometry in GEMM terms. For MatMul/Gemm the spatial fields are unused (kh=kw=1).
+struct GemmGeom {
+  int64_t batch = 1;       // independent GEMMs (images x groups, or MatMul batch)
+  int64_t M = 0, K = 0, N = 0;
+  // conv only
+  bool conv = false;
+  int64_t n_img = 1, groups = 1, C = 0, H = 0, W = 0, O = 0, OH = 0, OW = 0;
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  int64_t in_dil_h = 1, in_dil_w = 1;  // ConvTranspose as a conv over a zero-interleaved input
+  // matmul only: batch broadcasting of A and B
+  std::vector<int64_t> batch_shape, a_batch_strides, b_batch_strides;
+  bool b_const = false;    // B is packed weights (Conv, Gemm/MatMul with an initializer)
+};
+
+struct Buffer {
+  std::string name;  // IR value name
+  Shape shape;
+  bool constant = false;  // initializer, packed into the program
+  int64_t bytes = 0;      // FP16 bytes in DRAM including row-alignment padding
+};
+
+struct Layer {
+  std::string name;        // IR node name
+  std::string op;          // IR op type (after fusion: the leading op, e.g. "Conv")
+  std::string fused;       // e.g. "Relu" when an activation was fused
+  LayerKind kind = LayerKind::Vector;
+  ir::Node node;           // copy of the IR node (attributes for the functional semantics)
+  std::vector<int> inputs, outputs;  // buffer ids (-1 for an omitted optional input)
+  GemmGeom g;
+  std::vector<float> weights;  // Gemm: FP16-rounded B, packed [batch_of_B][K][N] (row-major)
+  std::vector<float> bias;     // fp32 bias per N (output channel), empty = none
+  Act act = Act::None;
+  float clip_lo = 0, clip_hi = 0;
+  // Statistics the compiler knows statically.
+  int64_t macs = 0;          // useful multiply-accumulates (MAC array or vector unit)
+  int64_t flops = 0;         // 2*macs for Gemm; elementwise op count for vector layers
+  int64_t vec_rows = 0;      // Vector/Move layers: number of independent output rows
+  int64_t vec_row_elems = 0; // elements per row
+  int64_t vec_ops_per_elem = 1;
+};
+
+struct Task {
+  Engine engine = Engine::Vec;
+  int32_t core = 0;
+  int32_t layer = -1;
+  // Tile. Gemm: batch index b, [m0,m1) x [n0,n1) x [k0,k1); Vector/Move: rows [m0,m1).
+  int64_t b = 0, m0 = 0, m1 = 0, n0 = 0, n1 = 0, k0 = 0, k1 = 0;
+  bool last_k = true;        // Gemm: this task finishes the accumulation (apply bias/act, store)
+  int64_t bytes = 0;         // DMA bytes (DRAM side)
+  int64_t cycles = 0;        // compute cycles (Mac/Vec) from the tile-level model; DMA: 0
+  int64_t macs = 0;
+  int64_t sram_bytes = 0;    // local SRAM traffic caused by the task (energy)
+  std::vector<uint32_t> deps;
+};
+
+// A run of consecutive nodes on one device.
+struct Segment {
+  bool npu = false;
+  std::vector<int> nodes;        // indices into the IR graph's node list
+  std::vector<int> layers;       // NPU: layer ids
+  int64_t boundary_bytes = 0;    // FP16 bytes crossing from/to the CPU (DRAM round trip)
+};
+
+// Per-node placement decision: device and, when not the NPU, why.
+struct Placement {
+  std::string node, op;
+  bool npu = false;
+  std::string reason;  // empty when on the NPU
+};
+
+struct Program {
+  std::string hw_name;
+  uint64_t hw_hash = 0;
+  int64_t opset = 17;           // ai.onnx opset of the model (op semantics depend on it)
+  std::vector<Buffer> buffers;
+  std::vector<Layer> layers;
+  std::vector<Task> tasks;      // in issue order (a valid topological order)
+  std::vector<Segment> segments;
+  std::vector<Placement> placements;  // one per IR node, in graph order
+  int64_t sram_bytes_per_core = 0;
+  int buffer_id(const std::string& name) const;
+};
+
+}  // namespace opennpu::npu

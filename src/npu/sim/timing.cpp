@@ -1,0 +1,118 @@
+// Timing simulation: an event-driven run of the Program's tasks. See simulator.h.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <queue>
+
+#include "npu/sim/simulator.h"
+
+namespace opennpu::npu {
+
+TimingResult simulate_timing(const Program& p, const HardwareConfig& hw) {
+  TimingResult r;
+  const size_t T = p.tasks.size();
+  const int cores = static_cast<int>(hw.cores);
+  r.tasks.assign(T, {});
+  r.layers.assign(p.layers.size(), {});
+  for (auto& l : r.layers) { l.start = INT64_MAX; l.end = 0; }
+  r.core_mac_busy.assign(cores, 0);
+  r.core_vec_busy.assign(cores, 0);
+  r.core_dma_busy.assign(cores, 0);
+
+  // DRAM: bytes per NPU cycle for the whole SoC, and a fixed latency per transfer.
+  const double bytes_per_cycle = hw.dram_bytes_per_second() / (hw.clock_ghz * 1e9);
+  const int64_t latency = static_cast<int64_t>(std::ceil(hw.memory.dram_latency_ns * hw.clock_ghz));
+
+  std::vector<int> pending(T, 0);
+  std::vector<std::vector<uint32_t>> users(T);
+  for (size_t i = 0; i < T; ++i) {
+    pending[i] = static_cast<int>(p.tasks[i].deps.size());
+    for (uint32_t d : p.tasks[i].deps) users[d].push_back(static_cast<uint32_t>(i));
+  }
+  std::vector<int64_t> ready(T, 0);
+  std::vector<uint32_t> last_dep(T, UINT32_MAX);  // the dependency that finished last (stall cause)
+  // engine_free[core][engine]
+  std::vector<std::array<int64_t, 4>> engine_free(static_cast<size_t>(cores), std::array<int64_t, 4>{0, 0, 0, 0});
+  double dram_free = 0;
+
+  using Item = std::pair<int64_t, uint32_t>;  // (time it can be considered, task)
+  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> q;
+  for (size_t i = 0; i < T; ++i) if (pending[i] == 0) q.push({0, static_cast<uint32_t>(i)});
+
+  while (!q.empty()) {
+    auto [t, id] = q.top();
+    q.pop();
+    const Task& task = p.tasks[id];
+    auto& efree = engine_free[task.core][static_cast<int>(task.engine)];
+    if (efree > t) { q.push({efree, id}); continue; }  // engine busy: retry when it frees
+    int64_t start = t, end;
+    if (task.engine == Engine::DmaIn || task.engine == Engine::DmaOut) {
+      double s = std::max(static_cast<double>(start), dram_free);
+      double dur = static_cast<double>(task.bytes) / bytes_per_cycle;
+      dram_free = s + dur;
+      start = static_cast<int64_t>(std::floor(s));
+      end = static_cast<int64_t>(std::ceil(s + dur)) + (task.engine == Engine::DmaIn ? latency : 0);
+      r.core_dma_busy[task.core] += end - start;
+    } else {
+      end = start + task.cycles;
+      // Idle time of a compute engine right before this task, caused by waiting on its inputs.
+      int64_t idle = start - efree;
+      if (idle > 0 && last_dep[id] != UINT32_MAX) {
+        Engine e = p.tasks[last_dep[id]].engine;
+        if (e == Engine::DmaIn || e == Engine::DmaOut) { r.stall_memory += idle; r.layers[task.layer].stall_memory += idle; }
+        else r.stall_dependency += idle;
+      }
+      if (task.engine == Engine::Mac) { r.core_mac_busy[task.core] += task.cycles; r.layers[task.layer].mac_busy += task.cycles; }
+      else { r.core_vec_busy[task.core] += task.cycles; r.layers[task.layer].vec_busy += task.cycles; }
+    }
+    efree = end;
+    r.tasks[id] = {start, end};
+    LayerStats& ls = r.layers[task.layer];
+    ls.start = std::min(ls.start, start);
+    ls.end = std::max(ls.end, end);
+    ls.macs += task.macs;
+    ls.sram_bytes += task.sram_bytes;
+    if (task.engine == Engine::DmaIn) { ls.dram_read += task.bytes; ls.dma_busy += end - start; }
+    if (task.engine == Engine::DmaOut) { ls.dram_write += task.bytes; ls.dma_busy += end - start; }
+    r.cycles = std::max(r.cycles, end);
+    for (uint32_t u : users[id]) {
+      if (end >= ready[u]) { ready[u] = end; last_dep[u] = id; }
+      if (--pending[u] == 0) q.push({ready[u], u});
+    }
+  }
+  for (auto& l : r.layers) if (l.start == INT64_MAX) l.start = l.end = 0;
+
+  // Totals and energy.
+  const double pj_mac = hw.energy.pj_per_mac_fp16;
+  for (size_t li = 0; li < p.layers.size(); ++li) {
+    LayerStats& ls = r.layers[li];
+    r.macs += ls.macs;
+    r.dram_read += ls.dram_read;
+    r.dram_write += ls.dram_write;
+    // Vector-unit work without MACs (elementwise, pooling) is charged per element op at the MAC
+    // energy (assumption: a planar-engine op costs about what one FP16 MAC costs).
+    double ops = static_cast<double>(ls.macs);
+    if (!ls.macs && p.layers[li].kind == LayerKind::Vector) ops = static_cast<double>(p.layers[li].flops);
+    ls.energy_pj = ops * pj_mac + ls.sram_bytes * hw.energy.pj_per_sram_byte +
+                   (ls.dram_read + ls.dram_write) * hw.energy.pj_per_dram_byte;
+    r.energy.mac_pj += ops * pj_mac;
+    r.energy.sram_pj += ls.sram_bytes * hw.energy.pj_per_sram_byte;
+    r.energy.dram_pj += (ls.dram_read + ls.dram_write) * hw.energy.pj_per_dram_byte;
+  }
+  r.npu_seconds = static_cast<double>(r.cycles) / (hw.clock_ghz * 1e9);
+  int npu_segments = 0;
+  int64_t boundary = 0;
+  for (const auto& s : p.segments) {
+    npu_segments += s.npu && !s.layers.empty();
+    if (s.npu) boundary += s.boundary_bytes;
+  }
+  // One dispatch per prediction, and another each time control comes back from the CPU.
+  r.dispatch_seconds = npu_segments ? hw.dispatch_overhead_us * 1e-6 * npu_segments : 0;
+  // Each CPU<->NPU crossing writes the tensor to DRAM and reads it back on the other side.
+  r.boundary_seconds = 2.0 * static_cast<double>(boundary) / hw.dram_bytes_per_second();
+  const double peak_per_cycle = static_cast<double>(hw.mac.macs_per_cycle_fp16) * cores;
+  r.mac_utilization = r.cycles ? static_cast<double>(r.macs) / (static_cast<double>(r.cycles) * peak_per_cycle) : 0;
+  return r;
+}
+
+}  // namespace opennpu::npu

@@ -1,0 +1,250 @@
+// Model-level commands: plan (where each node runs and why) and bench (CPU measured vs NPU
+// simulated, side by side).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/npy.h"
+#include "opennpu/runtime.h"
+#include "runtime/model_impl.h"
+#include "tools/commands.h"
+
+using json = nlohmann::json;
+using namespace opennpu;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Seeded inputs for a model: floats uniform in [0,1), integers 0 (as the ORT harness does), so
+// opennpu and ONNX Runtime see the same data. --input NAME=FILE overrides.
+NamedTensors make_inputs(const Model& m, const std::vector<std::string>& files, uint64_t seed) {
+  NamedTensors feeds;
+  for (const auto& f : files) {
+    auto p = f.find('=');
+    if (p == std::string::npos) throw Error("--input '" + f + "' must look like NAME=FILE.npy");
+    feeds[f.substr(0, p)] = read_npy(f.substr(p + 1));
+  }
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  for (const auto& in : m.inputs()) {
+    if (feeds.count(in.name)) continue;
+    Shape s;
+    for (size_t d = 0; d < in.shape.size(); ++d) {
+      if (in.shape[d] < 0)
+        throw Error(fmt::format("input '{}' has a symbolic dimension '{}': bind it with --dim {}=VALUE", in.name,
+                                in.dim_names[d], in.dim_names[d].empty() ? "NAME" : in.dim_names[d]));
+      s.push_back(in.shape[d]);
+    }
+    Tensor t(in.dtype, s);
+    if (in.dtype == DType::Float32) for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+    feeds[in.name] = t;
+  }
+  return feeds;
+}
+
+struct Dist { double first = 0, median = 0, p90 = 0, min = 0; };
+Dist time_runs(const Model& m, const NamedTensors& feeds, int runs, int warmup) {
+  Dist d;
+  double t0 = now_s();
+  m.predict(feeds);
+  d.first = now_s() - t0;
+  for (int i = 0; i < warmup; ++i) m.predict(feeds);
+  std::vector<double> v;
+  for (int i = 0; i < runs; ++i) {
+    double a = now_s();
+    m.predict(feeds);
+    v.push_back(now_s() - a);
+  }
+  std::sort(v.begin(), v.end());
+  d.min = v.front();
+  d.median = v[v.size() / 2];
+  d.p90 = v[std::min(v.size() - 1, static_cast<size_t>(std::ceil(0.9 * v.size())) - 1)];
+  return d;
+}
+
+std::map<std::string, int64_t> parse_dims(const std::vector<std::string>& dims) {
+  std::map<std::string, int64_t> out;
+  for (const auto& d : dims) {
+    auto p = d.find('=');
+    if (p == std::string::npos) throw Error("--dim '" + d + "' must look like NAME=VALUE");
+    out[d.substr(0, p)] = std::stoll(d.substr(p + 1));
+  }
+  return out;
+}
+
+// Per node: device, reason, simulated time (NPU) — the compute plan.
+json plan_json(const Model::Impl& im) {
+  const auto& p = *im.program;
+  const auto& t = im.timing;
+  // node name -> layer index
+  std::map<std::string, int> layer_of;
+  for (size_t li = 0; li < p.layers.size(); ++li) {
+    layer_of[p.layers[li].name] = static_cast<int>(li);
+  }
+  // fused activations belong to their MAC layer
+  std::map<std::string, std::string> fused_into;
+  for (size_t i = 0; i + 1 < im.model.graph.nodes.size(); ++i) {
+    const auto& n = im.model.graph.nodes[i];
+    auto it = layer_of.find(n.name);
+    if (it != layer_of.end() && !p.layers[it->second].fused.empty())
+      fused_into[im.model.graph.nodes[i + 1].name] = n.name;
+  }
+  const double clock = im.hw->clock_ghz * 1e9;
+  json nodes = json::array();
+  double total = t.total_seconds();
+  for (const auto& pl : p.placements) {
+    json j = {{"node", pl.node}, {"op", pl.op}, {"device", pl.npu ? "npu" : "cpu"}};
+    j["could_run_on"] = pl.npu ? json::array({"npu", "cpu"}) : json::array({"cpu"});
+    j["reason"] = pl.reason;
+    double sec = 0, energy = 0;
+    auto it = layer_of.find(pl.node);
+    if (it != layer_of.end()) {
+      const auto& ls = t.layers[it->second];
+      sec = static_cast<double>(ls.end - ls.start) / clock;
+      energy = ls.energy_pj;
+      j["layer_kind"] = p.layers[it->second].kind == npu::LayerKind::Gemm ? "mac" :
+                        p.layers[it->second].kind == npu::LayerKind::Vector ? "vector" :
+                        p.layers[it->second].kind == npu::LayerKind::Move ? "dma" : "view";
+      j["macs"] = ls.macs;
+      j["dram_bytes"] = ls.dram_read + ls.dram_write;
+    } else if (fused_into.count(pl.node)) {
+      j["fused_into"] = fused_into[pl.node];
+    }
+    j["est_ms"] = sec * 1e3;
+    j["share"] = total > 0 ? sec / total : 0;
+    j["energy_share"] = t.energy.total_pj() > 0 ? energy / t.energy.total_pj() : 0;
+    nodes.push_back(j);
+  }
+  return nodes;
+}
+
+void print_plan(const json& nodes, const Model::Impl& im) {
+  std::cout << fmt::format("{:<36} {:<20} {:<6} {:>10} {:>7}  {}\n", "node", "op", "device", "est ms", "%", "reason");
+  for (const auto& n : nodes) {
+    std::string name = n["node"];
+    if (name.size() > 36) name = name.substr(0, 33) + "...";
+    std::string reason = n["reason"];
+    if (n.contains("fused_into")) reason = "fused into " + n["fused_into"].get<std::string>();
+    std::cout << fmt::format("{:<36} {:<20} {:<6} {:>10.4f} {:>6.1f}%  {}\n", name, n["op"].get<std::string>(),
+                             n["device"].get<std::string>(), n["est_ms"].get<double>(), 100 * n["share"].get<double>(), reason);
+  }
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app) {
+  struct Opts {
+    std::string model, hw = "ane_m1";
+    std::vector<std::string> dims, inputs;
+    int threads = 0, runs = 20, warmup = 3;
+    bool json_out = false;
+    uint64_t seed = 0;
+  };
+  auto o = std::make_shared<Opts>();
+
+  auto* plan = app.add_subcommand("plan", "Show where each node runs (NPU or CPU), why, and its estimated time");
+  plan->add_option("model", o->model, "ONNX model file")->required();
+  plan->add_option("--hw", o->hw, "Hardware preset or TOML file (default ane_m1)");
+  plan->add_option("--dim", o->dims, "Bind a symbolic dimension: NAME=VALUE");
+  plan->add_flag("--json", o->json_out, "Print one JSON object");
+  plan->callback([o] {
+    LoadOptions lo;
+    lo.compute_units = ComputeUnits::all;
+    lo.hardware = o->hw;
+    lo.dims = parse_dims(o->dims);
+    Model m = Model::load(o->model, lo);
+    const auto& im = m.impl();
+    json nodes = plan_json(im);
+    int on_npu = 0;
+    for (const auto& p : im.program->placements) on_npu += p.npu;
+    json j = {{"model", o->model}, {"hardware", im.hw->name}, {"nodes", nodes},
+              {"summary", {{"nodes", im.program->placements.size()}, {"nodes_on_npu", on_npu},
+                           {"segments", im.program->segments.size()},
+                           {"npu_ms", im.timing.npu_seconds * 1e3}, {"dispatch_ms", im.timing.dispatch_seconds * 1e3},
+                           {"boundary_ms", im.timing.boundary_seconds * 1e3}, {"total_ms", im.timing.total_seconds() * 1e3}}}};
+    if (o->json_out) std::cout << j.dump(2) << "\n";
+    else {
+      print_plan(nodes, im);
+      std::cout << fmt::format("\n{}/{} nodes on the NPU in {} segments; simulated NPU {:.3f} ms + dispatch {:.3f} ms + "
+                               "CPU/NPU switches {:.3f} ms (CPU nodes not timed by plan; see bench)\n",
+                               on_npu, im.program->placements.size(), im.program->segments.size(), im.timing.npu_seconds * 1e3,
+                               im.timing.dispatch_seconds * 1e3, im.timing.boundary_seconds * 1e3);
+    }
+    throw CommandDone{0};
+  });
+
+  auto* bench = app.add_subcommand("bench", "CPU (measured here) vs NPU (simulated) on one model, side by side");
+  bench->add_option("model", o->model, "ONNX model file")->required();
+  bench->add_option("--hw", o->hw, "Hardware preset or TOML file (default ane_m1)");
+  bench->add_option("--threads,-t", o->threads, "CPU threads (default: all cores)");
+  bench->add_option("--runs,-r", o->runs, "Timed predictions (default 20)");
+  bench->add_option("--warmup", o->warmup, "Untimed predictions after the first (default 3)");
+  bench->add_option("--dim", o->dims, "Bind a symbolic dimension: NAME=VALUE");
+  bench->add_option("--input,-i", o->inputs, "NAME=FILE.npy (others are seeded random)");
+  bench->add_option("--seed", o->seed, "Seed for generated inputs");
+  bench->add_flag("--json", o->json_out, "Print one JSON object");
+  bench->callback([o] {
+    if (o->runs < 1) throw Error("--runs must be at least 1");
+    LoadOptions lo;
+    lo.threads = o->threads;
+    lo.dims = parse_dims(o->dims);
+    double t0 = now_s();
+    Model cpu = Model::load(o->model, lo);
+    double cpu_load = now_s() - t0;
+    NamedTensors feeds = make_inputs(cpu, o->inputs, o->seed);
+    Dist cd = time_runs(cpu, feeds, o->runs, o->warmup);
+
+    lo.compute_units = ComputeUnits::all;
+    lo.hardware = o->hw;
+    t0 = now_s();
+    Model npu = Model::load(o->model, lo);
+    double npu_load = now_s() - t0;
+    const auto& im = npu.impl();
+    // CPU segments of the partitioned model are timed by running them (one functional run).
+    double t1 = now_s();
+    npu.predict(feeds);
+    double functional_s = now_s() - t1;
+    const auto& t = im.timing;
+    int on_npu = 0;
+    for (const auto& p : im.program->placements) on_npu += p.npu;
+    int64_t flops_npu = 0;
+    for (const auto& L : im.program->layers) flops_npu += L.flops;
+    double npu_ms = t.total_seconds() * 1e3;
+    json j = {
+        {"model", o->model}, {"hardware", im.hw->name}, {"threads", o->threads}, {"runs", o->runs},
+        {"cpu", {{"load_ms", cpu_load * 1e3}, {"first_ms", cd.first * 1e3}, {"median_ms", cd.median * 1e3},
+                 {"p90_ms", cd.p90 * 1e3}, {"min_ms", cd.min * 1e3}}},
+        {"npu", {{"load_ms", npu_load * 1e3}, {"compile_ms", im.compile_seconds * 1e3},
+                 {"timing_sim_ms", im.sim_seconds * 1e3}, {"functional_sim_ms", functional_s * 1e3},
+                 {"latency_ms", npu_ms}, {"npu_ms", t.npu_seconds * 1e3}, {"dispatch_ms", t.dispatch_seconds * 1e3},
+                 {"boundary_ms", t.boundary_seconds * 1e3}, {"cycles", t.cycles},
+                 {"energy_mj", t.energy.total_pj() * 1e-9},
+                 {"energy_breakdown_mj", {{"mac", t.energy.mac_pj * 1e-9}, {"sram", t.energy.sram_pj * 1e-9},
+                                          {"dram", t.energy.dram_pj * 1e-9}, {"static", t.energy.static_pj * 1e-9}}},
+                 {"mac_utilization", t.mac_utilization}, {"dram_mb", (t.dram_read + t.dram_write) / 1e6},
+                 {"nodes_on_npu", on_npu}, {"nodes", im.program->placements.size()}, {"npu_gflops", flops_npu / 1e9}}},
+        {"speedup_npu_over_cpu", npu_ms > 0 ? cd.median * 1e3 / npu_ms : 0.0}};
+    if (o->json_out) { std::cout << j.dump(2) << "\n"; throw CommandDone{0}; }
+    std::cout << fmt::format("{} on {} (CPU: {} threads, {} runs)\n\n", o->model, im.hw->name,
+                             o->threads ? std::to_string(o->threads) : "all", o->runs);
+    std::cout << fmt::format("{:<28} {:>14} {:>14}\n", "", "CPU (measured)", "NPU (simulated)");
+    std::cout << fmt::format("{:<28} {:>14.1f} {:>14.1f}\n", "load / compile (ms)", cpu_load * 1e3, npu_load * 1e3);
+    std::cout << fmt::format("{:<28} {:>14.3f} {:>14.3f}\n", "first prediction (ms)", cd.first * 1e3, npu_ms);
+    std::cout << fmt::format("{:<28} {:>14.3f} {:>14.3f}\n", "median prediction (ms)", cd.median * 1e3, npu_ms);
+    std::cout << fmt::format("{:<28} {:>14.3f} {:>14.3f}\n", "p90 prediction (ms)", cd.p90 * 1e3, npu_ms);
+    std::cout << fmt::format("{:<28} {:>14} {:>14.3f}\n", "energy / prediction (mJ)", "-", t.energy.total_pj() * 1e-9);
+    std::cout << fmt::format("{:<28} {:>14} {:>13.1f}%\n", "MAC utilization", "-", 100 * t.mac_utilization);
+    std::cout << fmt::format("{:<28} {:>14} {:>14.1f}\n", "DRAM traffic (MB)", "-", (t.dram_read + t.dram_write) / 1e6);
+    std::cout << fmt::format("{:<28} {:>14} {:>9}/{:<4}\n", "nodes on the NPU", "-", on_npu, im.program->placements.size());
+    std::cout << fmt::format("\nNPU speedup over CPU: {:.1f}x\n", j["speedup_npu_over_cpu"].get<double>());
+    throw CommandDone{0};
+  });
+}
