@@ -521,23 +521,33 @@ class Tiler {
     const int64_t R = hw_.mac.rows, C = hw_.mac.cols, cores = hw_.cores;
     const auto deps_in = input_deps(L);
     std::vector<uint32_t> outs;
-    // Split over cores: output channels when there are enough column blocks, else rows (M).
+    // Split over cores. Many independent GEMMs (attention heads, images x groups): one per core.
+    // Otherwise split output channels (every core reads all of A, its own slice of the weights) or
+    // output rows (every core reads all the weights, its own rows of A), whichever moves fewer
+    // DRAM bytes.
     int64_t n_blocks = ceil_div(g.N, C);
-    bool split_n = n_blocks >= cores;
-    int64_t units = split_n ? cores : std::min<int64_t>(cores, std::max<int64_t>(1, ceil_div(g.M, R)));
+    int64_t m_blocks = std::max<int64_t>(1, ceil_div(g.M, R));
+    const double a_bytes = static_cast<double>(g.conv ? (g.C / g.groups) * g.H * g.W * 2 : g.M * g.K * 2);
+    const double w_bytes = static_cast<double>(g.K * g.N * 2);
+    const int64_t cores_n = std::min(cores, n_blocks), cores_m = std::min(cores, m_blocks);
+    const bool split_n = cores_n * a_bytes + w_bytes <= a_bytes + cores_m * w_bytes;
+    const int64_t units = g.batch >= cores ? 1 : (split_n ? cores_n : cores_m);
     for (int64_t b = 0; b < g.batch; ++b) {
-      // Spread batches over cores too when there are many of them.
       for (int64_t u = 0; u < units; ++u) {
         int64_t n0 = 0, n1 = g.N, m0 = 0, m1 = g.M;
-        if (split_n) {
+        if (units > 1 && split_n) {
           n0 = std::min(g.N, (n_blocks * u / units) * C);
           n1 = std::min(g.N, (n_blocks * (u + 1) / units) * C);
-        } else {
+        } else if (units > 1) {
           m0 = g.M * u / units;
           m1 = g.M * (u + 1) / units;
+          if (g.conv && g.M >= units * g.OW) {  // whole output rows per core
+            m0 = (g.OH * u / units) * g.OW;
+            m1 = (g.OH * (u + 1) / units) * g.OW;
+          }
         }
         if (n0 >= n1 || m0 >= m1) continue;
-        int core = static_cast<int>((u + b * (split_n ? 0 : 1)) % cores);
+        int core = static_cast<int>(units == 1 ? b % cores : u);
         tile_core(li, b, core, m0, m1, n0, n1, deps_in, outs);
       }
     }
@@ -585,7 +595,9 @@ class Tiler {
         w.b = b; w.n0 = na; w.n1 = nb; w.k0 = ka; w.k1 = kb;
         w.bytes = (kb - ka) * (ceil_div((nb - na) * 2, align) * align);
         w.sram_bytes = w.bytes;
-        if (!g.b_const) w.deps = deps_in;
+        // No prefetch across layers: SRAM holds one layer's working set at a time, so weights
+        // stream in once the layer's inputs are ready (as does an activation B operand).
+        w.deps = deps_in;
         uint32_t wid = emit(w);
         std::vector<uint32_t> macs_done;
         int64_t i = 0;

@@ -47,6 +47,26 @@ std::vector<int64_t> bstrides(const Shape& in, const Shape& out) {
   return st;
 }
 
+// acc[mt x nt] += A[mt x kt] * B[kt x nt], k ascending per output; a multiply then an add (no
+// FMA), so every element sees exactly the engine's rounding sequence. Compiled for several ISAs
+// and picked at run time; the arithmetic is identical on all of them.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void mac_tile(const float* A, int64_t lda, const float* B, int64_t ldb, float* acc, int64_t mt, int64_t kt,
+              int64_t nt, bool acc16) {
+  for (int64_t i = 0; i < mt; ++i) {
+    float* c = acc + i * nt;
+    const float* a = A + i * lda;
+    for (int64_t k = 0; k < kt; ++k) {
+      const float av = a[k];
+      const float* b = B + k * ldb;
+      if (acc16)
+        for (int64_t j = 0; j < nt; ++j) c[j] = round_f16(c[j] + av * b[j]);
+      else
+        for (int64_t j = 0; j < nt; ++j) c[j] = c[j] + av * b[j];
+    }
+  }
+}
+
 class Exec {
  public:
   Exec(const Program& p, const HardwareConfig& hw) : p_(p), hw_(hw), vals_(p.buffers.size()), raw_(p.buffers.size()) {
@@ -104,40 +124,69 @@ class Exec {
     const Val* bmat = g.b_const ? nullptr : &val(L.inputs[1]);
     // Group MAC tasks by output tile; each tile is accumulated by one thread in k order.
     std::map<std::tuple<int64_t, int64_t, int64_t>, std::vector<const Task*>> tiles;
+    std::vector<bool> need_b(static_cast<size_t>(g.batch), false);
     for (const Task* t : tasks)
-      if (t->engine == Engine::Mac) tiles[{t->b, t->m0, t->n0}].push_back(t);
+      if (t->engine == Engine::Mac) { tiles[{t->b, t->m0, t->n0}].push_back(t); need_b[t->b] = true; }
     std::vector<std::vector<const Task*>> groups;
     for (auto& [_, v] : tiles) {
       std::sort(v.begin(), v.end(), [](const Task* a, const Task* b) { return a->k0 < b->k0; });
       groups.push_back(v);
     }
+    // The A operand of every batch: for a conv, im2col of the input (what the engine forms on
+    // chip from the input tile), built once and shared by all tiles reading it.
+    std::vector<std::vector<float>> im2col(g.conv ? static_cast<size_t>(g.batch) : 0);
+    if (g.conv) {
+      for (int64_t b = 0; b < g.batch; ++b) if (need_b[b]) im2col[b].resize(static_cast<size_t>(g.M * g.K));
+      parallel_for(g.batch * g.OH, [&](int64_t ra, int64_t rb) {
+        for (int64_t r = ra; r < rb; ++r)
+          if (need_b[r / g.OH]) fill_im2col_row(g, *x.data, r / g.OH, r % g.OH, im2col[r / g.OH].data());
+      });
+    }
     const bool acc16 = hw_.mac.accumulator == AccumPrecision::FP16;
     parallel_for(static_cast<int64_t>(groups.size()), [&](int64_t ga, int64_t gb) {
-      std::vector<float> acc, atile;
+      std::vector<float> acc;
       for (int64_t gi = ga; gi < gb; ++gi) {
         const auto& grp = groups[gi];
         const Task& t0 = *grp.front();
         const int64_t mt = t0.m1 - t0.m0, nt = t0.n1 - t0.n0;
         acc.assign(static_cast<size_t>(mt * nt), 0.f);
+        const float* A = g.conv ? im2col[t0.b].data() : x.data->data() + a_batch_offset(g, t0.b) * g.M * g.K;
         for (const Task* t : grp) {
-          const int64_t kt = t->k1 - t->k0;
-          atile.resize(static_cast<size_t>(mt * kt));
-          load_a(L, x, *t, atile.data());
-          for (int64_t i = 0; i < mt; ++i) {
-            float* accr = acc.data() + i * nt;
-            for (int64_t k = 0; k < kt; ++k) {
-              const float a = atile[static_cast<size_t>(i * kt + k)];
-              const float* brow = b_row(L, bmat, t->b, t->k0 + k) + t->n0;
-              if (acc16)
-                for (int64_t j = 0; j < nt; ++j) accr[j] = st(accr[j] + a * brow[j]);
-              else
-                for (int64_t j = 0; j < nt; ++j) accr[j] = accr[j] + a * brow[j];
-            }
-          }
+          const float* B = b_row(L, bmat, t->b, t->k0) + t->n0;
+          mac_tile(A + t0.m0 * g.K + t->k0, g.K, B, g.N, acc.data(), mt, t->k1 - t->k0, nt, acc16);
           if (t->last_k) store_c(L, o, *t, acc.data());
         }
       }
     });
+  }
+
+  static int64_t a_batch_offset(const GemmGeom& g, int64_t b) {
+    int64_t ab = 0, rem = b;
+    for (int64_t d = static_cast<int64_t>(g.batch_shape.size()) - 1; d >= 0; --d) {
+      ab += (rem % g.batch_shape[d]) * g.a_batch_strides[d];
+      rem /= g.batch_shape[d];
+    }
+    return ab;
+  }
+
+  // One output row (oh) of im2col for batch b: A[m = oh*OW + ow][k = (c, i, j)].
+  static void fill_im2col_row(const GemmGeom& g, const Buf& X, int64_t b, int64_t oh, float* A) {
+    const int64_t img = b / g.groups, gr = b % g.groups, cg = g.C / g.groups;
+    for (int64_t ow = 0; ow < g.OW; ++ow) {
+      float* row = A + (oh * g.OW + ow) * g.K;
+      for (int64_t c = 0; c < cg; ++c) {
+        const float* plane = X.data() + (img * g.C + gr * cg + c) * g.H * g.W;
+        for (int64_t i = 0; i < g.kh; ++i) {
+          int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          bool hin = ih >= 0 && ih % g.in_dil_h == 0 && ih / g.in_dil_h < g.H;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            int64_t iw = ow * g.sw - g.pw + j * g.dw;
+            bool in = hin && iw >= 0 && iw % g.in_dil_w == 0 && iw / g.in_dil_w < g.W;
+            *row++ = in ? plane[(ih / g.in_dil_h) * g.W + iw / g.in_dil_w] : 0.f;
+          }
+        }
+      }
+    }
   }
 
   // Row of B (k) for batch b: packed weights or the activation operand.
@@ -159,42 +208,6 @@ class Exec {
     if (bmat) return bmat->data->data() + (bb * g.K + k) * g.N;
     int64_t nb = static_cast<int64_t>(L.weights.size()) / (g.K * g.N);
     return L.weights.data() + ((nb == 1 ? 0 : bb) * g.K + k) * g.N;
-  }
-
-  // A tile [m0,m1) x [k0,k1) — for a conv this is im2col formed on the fly from the input.
-  void load_a(const Layer& L, const Val& x, const Task& t, float* dst) const {
-    const GemmGeom& g = L.g;
-    const float* X = x.data->data();
-    const int64_t kt = t.k1 - t.k0;
-    if (g.conv) {
-      const int64_t img = t.b / g.groups, gr = t.b % g.groups, cg = g.C / g.groups;
-      for (int64_t m = t.m0; m < t.m1; ++m) {
-        const int64_t oh = m / g.OW, ow = m % g.OW;
-        float* row = dst + (m - t.m0) * kt;
-        for (int64_t k = t.k0; k < t.k1; ++k) {
-          const int64_t c = k / (g.kh * g.kw), i = (k / g.kw) % g.kh, j = k % g.kw;
-          int64_t ih = oh * g.sh - g.ph + i * g.dh, iw = ow * g.sw - g.pw + j * g.dw;
-          float v = 0.f;
-          if (ih >= 0 && iw >= 0 && ih % g.in_dil_h == 0 && iw % g.in_dil_w == 0) {
-            ih /= g.in_dil_h; iw /= g.in_dil_w;
-            if (ih < g.H && iw < g.W) v = X[((img * g.C + gr * cg + c) * g.H + ih) * g.W + iw];
-          }
-          row[k - t.k0] = v;
-        }
-      }
-      return;
-    }
-    int64_t ab = 0;
-    if (!g.batch_shape.empty()) {
-      int64_t rem = t.b;
-      for (int64_t d = static_cast<int64_t>(g.batch_shape.size()) - 1; d >= 0; --d) {
-        int64_t idx = rem % g.batch_shape[d];
-        rem /= g.batch_shape[d];
-        ab += idx * g.a_batch_strides[d];
-      }
-    }
-    for (int64_t m = t.m0; m < t.m1; ++m)
-      std::copy(X + (ab * g.M + m) * g.K + t.k0, X + (ab * g.M + m) * g.K + t.k1, dst + (m - t.m0) * kt);
   }
 
   void store_c(const Layer& L, Val& o, const Task& t, const float* acc) const {
