@@ -82,45 +82,19 @@ std::map<std::string, int64_t> parse_dims(const std::vector<std::string>& dims) 
 
 // Per node: device, reason, simulated time (NPU) — the compute plan.
 json plan_json(const Model::Impl& im) {
-  const auto& p = *im.program;
-  const auto& t = im.timing;
-  // node name -> layer index
-  std::map<std::string, int> layer_of;
-  for (size_t li = 0; li < p.layers.size(); ++li) {
-    layer_of[p.layers[li].name] = static_cast<int>(li);
-  }
-  // fused activations belong to their MAC layer
-  std::map<std::string, std::string> fused_into;
-  for (size_t i = 0; i + 1 < im.model.graph.nodes.size(); ++i) {
-    const auto& n = im.model.graph.nodes[i];
-    auto it = layer_of.find(n.name);
-    if (it != layer_of.end() && !p.layers[it->second].fused.empty())
-      fused_into[im.model.graph.nodes[i + 1].name] = n.name;
-  }
-  const double clock = im.hw->clock_ghz * 1e9;
   json nodes = json::array();
-  double total = t.total_seconds();
-  for (const auto& pl : p.placements) {
-    json j = {{"node", pl.node}, {"op", pl.op}, {"device", pl.npu ? "npu" : "cpu"}};
-    j["could_run_on"] = pl.npu ? json::array({"npu", "cpu"}) : json::array({"cpu"});
-    j["reason"] = pl.reason;
-    double sec = 0, energy = 0;
-    auto it = layer_of.find(pl.node);
-    if (it != layer_of.end()) {
-      const auto& ls = t.layers[it->second];
-      sec = static_cast<double>(ls.end - ls.start) / clock;
-      energy = ls.energy_pj;
-      j["layer_kind"] = p.layers[it->second].kind == npu::LayerKind::Gemm ? "mac" :
-                        p.layers[it->second].kind == npu::LayerKind::Vector ? "vector" :
-                        p.layers[it->second].kind == npu::LayerKind::Move ? "dma" : "view";
-      j["macs"] = ls.macs;
-      j["dram_bytes"] = ls.dram_read + ls.dram_write;
-    } else if (fused_into.count(pl.node)) {
-      j["fused_into"] = fused_into[pl.node];
+  for (const PlanEntry& e : Model::plan_of(im)) {
+    json j = {{"node", e.node}, {"op", e.op}, {"device", e.device}, {"could_run_on", e.could_run_on}, {"reason", e.reason}};
+    if (!e.layer_kind.empty()) {
+      j["layer_kind"] = e.layer_kind;
+      j["macs"] = e.macs;
+      j["dram_bytes"] = e.dram_bytes;
+    } else if (!e.fused_into.empty()) {
+      j["fused_into"] = e.fused_into;
     }
-    j["est_ms"] = sec * 1e3;
-    j["share"] = total > 0 ? sec / total : 0;
-    j["energy_share"] = t.energy.total_pj() > 0 ? energy / t.energy.total_pj() : 0;
+    j["est_ms"] = e.est_ms;
+    j["share"] = e.share;
+    j["energy_share"] = e.energy_share;
     nodes.push_back(j);
   }
   return nodes;

@@ -36,6 +36,20 @@ struct TensorInfo {
 
 using NamedTensors = std::map<std::string, Tensor>;
 
+// One node of the compute plan: where it runs, why, and (NPU) its simulated share of the time.
+struct PlanEntry {
+  std::string node, op;
+  std::string device;                     // "npu" or "cpu"
+  std::vector<std::string> could_run_on;  // devices able to take it, preferred first
+  std::string reason;                     // why it is not on the NPU ("" when it is)
+  std::string layer_kind;                 // NPU layer: "mac", "vector", "dma", "view" ("" = none)
+  std::string fused_into;                 // activation fused into this MAC node ("" = not fused)
+  int64_t macs = 0, dram_bytes = 0;       // NPU layer statistics (0 otherwise)
+  double est_ms = 0;                      // simulated NPU time of its layer (CPU nodes: 0, not timed)
+  double share = 0;                       // est_ms / simulated total latency
+  double energy_share = 0;                // layer energy / simulated total energy
+};
+
 class Model {
  public:
   static Model load(const std::string& path, const LoadOptions& opts = {});
@@ -46,9 +60,13 @@ class Model {
   NamedTensors predict(const NamedTensors& inputs) const;
   const std::vector<TensorInfo>& inputs() const;
   const std::vector<TensorInfo>& outputs() const;
+  // Per node, in graph order. A cpu_only model puts every node on the CPU (reason says so).
+  std::vector<PlanEntry> plan() const;
 
   struct Impl;
   const Impl& impl() const { return *impl_; }
+  // plan() from a model's internals (for tools that hold only the Impl).
+  static std::vector<PlanEntry> plan_of(const Impl& impl);
 
  private:
   explicit Model(std::unique_ptr<Impl> impl);
