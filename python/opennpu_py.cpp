@@ -100,10 +100,15 @@ Tensor tensor_from_py(const std::string& name, const py::handle& value, DType wa
   py::array arr;
   if (py::isinstance<py::array>(value)) {
     arr = py::reinterpret_borrow<py::array>(value);
-  } else if (want != DType::Undefined && want != DType::String && want != DType::BFloat16) {
-    arr = py::array(py::module_::import("numpy").attr("asarray")(value, py::str(std::string(dtype_name(want)))));
   } else {
-    arr = py::array(py::module_::import("numpy").attr("asarray")(value));
+    const bool typed = want != DType::Undefined && want != DType::String && want != DType::BFloat16;
+    try {
+      py::object asarray = py::module_::import("numpy").attr("asarray");
+      arr = typed ? py::array(asarray(value, py::str(std::string(dtype_name(want))))) : py::array(asarray(value));
+    } catch (py::error_already_set& e) {
+      throw Error("input '" + name + "' cannot be converted to a numpy array" +
+                  (typed ? " of " + std::string(dtype_name(want)) : std::string()) + ": " + e.what());
+    }
   }
   DType dt = dtype_of(arr.dtype());
   const Shape shape = shape_of(arr);

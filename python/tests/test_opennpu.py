@@ -213,6 +213,43 @@ class OpennpuTest(unittest.TestCase):
         np.testing.assert_array_equal(out["Z"], ~b)
         self.assertEqual([i["dtype"] for i in m.inputs], ["int64", "bool"])
 
+    def test_sequence_string_bfloat16_io(self):
+        g = helper.make_graph(
+            [helper.make_node("SequenceConstruct", ["A", "A"], ["S"], name="seq"),
+             helper.make_node("ConcatFromSequence", ["SI"], ["C"], name="concat", axis=0),
+             helper.make_node("Identity", ["T"], ["TO"], name="id_t"),
+             helper.make_node("Cast", ["A"], ["B16"], name="cast", to=TensorProto.BFLOAT16)],
+            "io",
+            [helper.make_tensor_value_info("A", TensorProto.FLOAT, [2]),
+             helper.make_tensor_sequence_value_info("SI", TensorProto.FLOAT, [2]),
+             helper.make_tensor_value_info("T", TensorProto.STRING, [2])],
+            [helper.make_tensor_sequence_value_info("S", TensorProto.FLOAT, [2]),
+             helper.make_tensor_value_info("C", TensorProto.FLOAT, [4]),
+             helper.make_tensor_value_info("TO", TensorProto.STRING, [2]),
+             helper.make_tensor_value_info("B16", TensorProto.BFLOAT16, [2])])
+        path = save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), self.tmp.name, "io.onnx")
+        m = opennpu.Model(path)
+        a = np.array([1.5, 2.25], np.float32)
+        out = m.predict({"A": a, "SI": [a, 2 * a], "T": np.array(["h\u00e9llo", "x"])})
+        self.assertIsInstance(out["S"], list)
+        self.assertEqual(len(out["S"]), 2)
+        for item in out["S"]:
+            np.testing.assert_array_equal(item, a)
+        np.testing.assert_array_equal(out["C"], np.concatenate([a, 2 * a]))
+        self.assertEqual(out["TO"].tolist(), ["h\u00e9llo", "x"])
+        self.assertEqual(out["B16"].dtype, np.float32)  # numpy has no bfloat16: widened exactly
+        np.testing.assert_array_equal(out["B16"], a)
+        with self.assertRaisesRegex(opennpu.Error, "must be a sequence"):
+            m.predict({"A": a, "SI": a, "T": ["a", "b"]})
+        with self.assertRaisesRegex(opennpu.Error, "not an optional input"):
+            m.predict({"A": None, "SI": [a], "T": ["a", "b"]})
+        with self.assertRaisesRegex(opennpu.Error, "cannot be converted"):
+            m.predict({"A": "abc", "SI": [a], "T": ["a", "b"]})
+        with self.assertRaisesRegex(opennpu.Error, "not a str or bytes"):
+            m.predict({"A": a, "SI": [a], "T": np.array([1, 2], dtype=object)})
+        with self.assertRaisesRegex(opennpu.Error, "dict of input name"):
+            m.predict({1: a})
+
     # --- metadata ---
     def test_inputs_outputs(self):
         self.assertEqual(self.cpu.inputs, [{"name": "X", "dtype": "float32", "shape": [2, 3, 8, 8]}])
