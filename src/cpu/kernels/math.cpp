@@ -5,6 +5,7 @@
 // two's-complement wrap-around like numpy, never undefined signed overflow.
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <map>
 #include <string>
 
@@ -224,8 +225,10 @@ void Gemm(KernelContext& ctx) {
 // for the broadcast dims not named by letters (right-aligned across inputs, as in numpy). A label
 // repeated inside one term takes the diagonal; labels missing from the output are summed over.
 // Implicit output ("ij,jk"): the "..." dims, then the letters used exactly once, sorted (ASCII:
-// upper case first). Computed by one loop over (output index, summed index) — a reference, not
-// a fast path; accumulation is in double for floats and wrap-around for integers.
+// upper case first). A plain two-operand contraction of floats runs as a batched GEMM
+// (einsum_as_gemm); everything else (diagonals, broadcasting, 1 or 3+ operands, integers) by one
+// loop over (output index, summed index), accumulating in double for floats and with
+// wrap-around for integers.
 
 constexpr int kEllipsisBase = 256;  // label ids >= this are "..." dims; letters keep their ASCII code
 
@@ -256,6 +259,7 @@ struct EinsumPlan {
   std::vector<int> sum_labels;                 // summed labels
   std::map<int, int64_t> size;                 // label -> extent
   std::vector<std::map<int, int64_t>> stride;  // per input: label -> element stride (summed for diagonals)
+  std::vector<std::vector<int>> labels;        // per input: the label of each dim
 };
 
 EinsumPlan plan_einsum(const KernelContext& ctx, const std::string& equation, const std::vector<const Tensor*>& ins) {
@@ -299,6 +303,7 @@ EinsumPlan plan_einsum(const KernelContext& ctx, const std::string& equation, co
     labels[i].insert(labels[i].end(), t.after.begin(), t.after.end());
   }
   EinsumPlan p;
+  p.labels = labels;
   p.stride.resize(ins.size());
   std::map<int, int> count;  // letter -> number of appearances over all terms
   std::vector<int> first_seen;
@@ -401,6 +406,96 @@ void einsum_loop(const EinsumPlan& p, const std::vector<const Tensor*>& ins, Ten
   });
 }
 
+// Copies the strided view (ext, st) of src into dst in row-major order of ext.
+template <class T>
+void gather_view(const T* src, const std::vector<int64_t>& ext, const std::vector<int64_t>& st, T* dst) {
+  int64_t total = 1;
+  for (int64_t e : ext) total *= e;
+  std::vector<int64_t> idx(ext.size(), 0);
+  int64_t off = 0;
+  for (int64_t i = 0; i < total; ++i) {
+    dst[i] = src[off];
+    for (int64_t d = static_cast<int64_t>(ext.size()) - 1; d >= 0; --d) {
+      if (++idx[d] < ext[d]) { off += st[d]; break; }
+      off -= st[d] * (ext[d] - 1);
+      idx[d] = 0;
+    }
+  }
+}
+
+// Two float operands without diagonals, broadcasting or one-sided sums are a batched matrix
+// product: labels in A, B and the output are batch dims, A-and-output ones M, B-and-output ones
+// N, A-and-B ones the contraction K. A and B are copied into [batch, M, K] / [batch, K, N]
+// layout, multiplied with GEMM, and the product is permuted into the output order. Returns false
+// (nothing done) when the equation does not have that form; the general loop handles it then.
+bool einsum_as_gemm(const EinsumPlan& p, const std::vector<const Tensor*>& ins, Tensor& Y) {
+  if (ins.size() != 2 || !dtype_is_float(Y.dtype())) return false;
+  for (size_t i = 0; i < 2; ++i)
+    for (size_t d = 0; d < p.labels[i].size(); ++d) {
+      const int l = p.labels[i][d];
+      if (std::count(p.labels[i].begin(), p.labels[i].end(), l) != 1) return false;  // diagonal
+      if (ins[i]->dim(static_cast<int64_t>(d)) != p.size.at(l)) return false;          // broadcast
+    }
+  auto in = [&](size_t i, int l) { return std::find(p.labels[i].begin(), p.labels[i].end(), l) != p.labels[i].end(); };
+  std::vector<int> batch, ms, ns, ks;
+  for (int l : p.out_labels) (in(0, l) && in(1, l) ? batch : in(0, l) ? ms : ns).push_back(l);
+  for (int l : p.sum_labels) {
+    if (!in(0, l) || !in(1, l)) return false;  // summed over in one operand only
+    ks.push_back(l);
+  }
+  auto extent = [&](const std::vector<int>& ls) {
+    int64_t n = 1;
+    for (int l : ls) n *= p.size.at(l);
+    return n;
+  };
+  const int64_t nb = extent(batch), M = extent(ms), N = extent(ns), K = extent(ks);
+  auto view = [&](size_t i, std::initializer_list<const std::vector<int>*> groups, std::vector<int64_t>& ext,
+                  std::vector<int64_t>& st) {
+    for (const auto* g : groups)
+      for (int l : *g) {
+        auto it = p.stride[i].find(l);  // absent for extent-1 dims
+        ext.push_back(p.size.at(l));
+        st.push_back(it == p.stride[i].end() ? 0 : it->second);
+      }
+  };
+  dispatch_compute(Y.dtype(), [&](auto tag) {
+    using Tc = typename decltype(tag)::type;
+    std::vector<Tc> ta, tb;
+    const Tc* a = widen(*ins[0], ta);
+    const Tc* b = widen(*ins[1], tb);
+    std::vector<Tc> a2(static_cast<size_t>(nb * M * K)), b2(static_cast<size_t>(nb * K * N)), c2(static_cast<size_t>(nb * M * N));
+    std::vector<int64_t> ea, sa, eb, sb;
+    view(0, {&batch, &ms, &ks}, ea, sa);
+    view(1, {&batch, &ks, &ns}, eb, sb);
+    gather_view(a, ea, sa, a2.data());
+    gather_view(b, eb, sb, b2.data());
+    if (K > 0 && M > 0 && N > 0) {
+      auto body = [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i)
+          gemm(false, false, M, N, K, Tc(1), a2.data() + i * M * K, K, b2.data() + i * K * N, N, Tc(0),
+               c2.data() + i * M * N, N);
+      };
+      if (nb >= num_threads()) parallel_for(nb, body); else body(0, nb);
+    }
+    // c2 is [batch..., m..., n...]; read it in output-label order.
+    std::vector<int> c_labels = batch;
+    c_labels.insert(c_labels.end(), ms.begin(), ms.end());
+    c_labels.insert(c_labels.end(), ns.begin(), ns.end());
+    Shape c_shape;
+    for (int l : c_labels) c_shape.push_back(p.size.at(l));
+    const std::vector<int64_t> c_st = strides_of(c_shape);
+    std::vector<int64_t> eo, so;
+    for (int l : p.out_labels) {
+      eo.push_back(p.size.at(l));
+      so.push_back(c_st[std::find(c_labels.begin(), c_labels.end(), l) - c_labels.begin()]);
+    }
+    OutBuf<Tc> y(Y);
+    gather_view(c2.data(), eo, so, y.data());
+    y.commit();
+  }, "Einsum");
+  return true;
+}
+
 void Einsum(KernelContext& ctx) {
   ctx.check(ctx.num_inputs() >= 1, "needs at least one input");
   std::vector<const Tensor*> ins;
@@ -419,6 +514,7 @@ void Einsum(KernelContext& ctx) {
   Shape out;
   for (int l : p.out_labels) out.push_back(p.size.at(l));
   Tensor& Y = ctx.alloc_output(0, ins[0]->dtype(), out);
+  if (Y.numel() == 0 || einsum_as_gemm(p, ins, Y)) return;
   dispatch_numeric(ins[0]->dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     if constexpr (std::is_same_v<T, bool>) {
