@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <limits>
 
@@ -247,6 +248,18 @@ ir::Attribute convert_attr(const Ctx& c, const onnx::AttributeProto& a, const st
       r.kind = K::Graphs;
       for (const auto& g : a.graphs()) r.graphs.push_back(graph(g));
       break;
+    case onnx::AttributeProto::TYPE_PROTO: {
+      // Kept as a description ("optional(sequence(tensor))"): only Optional reads it.
+      r.kind = K::String;
+      std::function<std::string(const onnx::TypeProto&)> desc = [&](const onnx::TypeProto& t) -> std::string {
+        if (t.has_tensor_type()) return "tensor";
+        if (t.has_sequence_type()) return "sequence(" + desc(t.sequence_type().elem_type()) + ")";
+        if (t.has_optional_type()) return "optional(" + desc(t.optional_type().elem_type()) + ")";
+        return "other";
+      };
+      r.s = desc(a.tp());
+      break;
+    }
     default:
       throw Error(fmt::format("{}: node '{}': attribute '{}' has unsupported type {}", c.what, node, a.name(),
                               static_cast<int>(a.type())));

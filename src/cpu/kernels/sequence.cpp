@@ -211,7 +211,9 @@ void optional_kernel(KernelContext& ctx) {
     return;
   }
   ctx.check(ctx.node().has_attr("type"), "attribute 'type' is required when the input is omitted");
-  ctx.set_output(0, Tensor::make_none(false));
+  const ir::Attribute* type = ctx.node().attr("type");
+  bool of_sequence = type && type->kind == ir::Attribute::Kind::String && type->s.rfind("sequence", 0) == 0;
+  ctx.set_output(0, Tensor::make_none(of_sequence));
 }
 
 void optional_has_element(KernelContext& ctx) {
