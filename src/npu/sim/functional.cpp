@@ -586,9 +586,10 @@ class Exec {
     const int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
     const int64_t O = o.shape[1], OH = o.shape[2], OW = o.shape[3];
     const int64_t mult = O / C;
-    auto k = n.attr_ints("kernel_shape");
-    const int64_t kh = static_cast<int64_t>(L.weights.size()) / (O * (k.empty() ? 1 : k[1]));
-    const int64_t kw = k.empty() ? kh : k[1];
+    // Kernel size from W's shape [O, 1, kh, kw]: kernel_shape is optional in ONNX (inferred from
+    // W), so it cannot be relied on (without it, a 3x3 kernel was read as 9x9).
+    const Shape& wshape = p_.buffers[L.inputs[1]].shape;
+    const int64_t kh = wshape[2], kw = wshape[3];
     auto s = n.attr_ints("strides", {1, 1});
     auto d = n.attr_ints("dilations", {1, 1});
     int64_t pt = 0, pl = 0;
