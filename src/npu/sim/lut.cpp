@@ -50,7 +50,12 @@ const Table& table(const std::string& fn) {
   t.spec = sit->second;
   for (int i = 0; i <= kLutSegments; ++i) {
     double x = t.spec.lo + (static_cast<double>(t.spec.hi) - t.spec.lo) * i / kLutSegments;
-    t.y[i] = round_f16(static_cast<float>(ref_fn(fn, x)));  // the table stores FP16 samples
+    // The table stores FP16 samples. A finite sample that rounds past the FP16 range (exp at
+    // hi = 11.09375 is 65535.9, which rounds to inf) saturates to the largest finite FP16 value:
+    // an inf endpoint would make the whole last segment inf, although exp(x) < 65504 there.
+    float y = round_f16(static_cast<float>(ref_fn(fn, x)));
+    if (std::isinf(y)) y = std::copysign(65504.f, y);
+    t.y[i] = y;
   }
   return tables.emplace(fn, t).first->second;
 }
