@@ -161,6 +161,9 @@ struct Reasoner {
     }
     if (op == "Gemm") {
       if (n.attr_i("transA", 0)) return "Gemm with transA=1 is not lowered";
+      // lower_gemm packs B as weights: an activation B would be dereferenced as a missing
+      // initializer (crash), so decline it (MatMul takes activation B operands).
+      if (n.inputs.size() < 2 || !is_const(n.inputs[1])) return "Gemm with a non-constant B is not lowered";
       if (n.attr_f("alpha", 1.f) != 1.f || (n.has_input(2) && n.attr_f("beta", 1.f) != 1.f))
         return "Gemm with alpha/beta other than 1 is not lowered";
       if (n.has_input(2)) {
