@@ -138,6 +138,7 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& g, const Scope& scope, 
     for (size_t i = 0; i < n.outputs.size(); ++i) {
       if (n.outputs[i].empty()) continue;
       if (ctx.outputs()[i].empty_value()) throw Error(fmt::format("{}: kernel did not produce output {}", n.where(), i));
+      if (opts_.on_value && &g == &model_.graph) opts_.on_value(n.outputs[i], ctx.outputs()[i]);
       local.values[n.outputs[i]] = std::move(ctx.outputs()[i]);
     }
     for (const auto& r : ir::node_reads(n)) {

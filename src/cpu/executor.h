@@ -25,6 +25,8 @@ struct RunOptions {
   int64_t max_loop_iterations = 1'000'000;  // bound on Loop trip counts (bad-input guard)
   // Per-node hook (profiling): called after each top-level node with its wall time in seconds.
   std::function<void(const ir::Node&, double)> on_node;
+  // Called for every value a top-level node produces (shape propagation, debugging).
+  std::function<void(const std::string&, const Tensor&)> on_value;
 };
 
 class Executor {

@@ -1,5 +1,6 @@
 #include "ir/passes.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <unordered_map>
@@ -11,6 +12,7 @@ namespace opennpu::ir {
 
 const std::vector<PassInfo>& pass_list() {
   static const std::vector<PassInfo> l = {
+      {"fold_shapes", "Shape/Size of statically shaped values become constants"},
       {"fold_constants", "evaluate nodes whose inputs are all constant; Constant nodes become initializers"},
       {"fold_conv_batchnorm", "fold inference BatchNormalization into the preceding Conv's weights and bias"},
       {"remove_dead_nodes", "drop nodes and initializers that no graph output depends on"},
@@ -59,6 +61,46 @@ int fold_constants(Graph& g, const NodeEvaluator& eval, int64_t max_bytes) {
         ++changes;
         continue;
       }
+    }
+    kept.push_back(std::move(n));
+  }
+  g.nodes = std::move(kept);
+  return changes;
+}
+
+int fold_shapes(Graph& g) {
+  int changes = 0;
+  std::unordered_set<std::string> graph_inputs;
+  for (const auto& v : g.inputs) graph_inputs.insert(v.name);
+  auto static_shape = [&](const std::string& v, Shape& out) -> bool {
+    auto it = g.initializers.find(v);
+    if (it != g.initializers.end() && !graph_inputs.count(v)) { out = it->second.shape(); return true; }
+    const ValueInfo* vi = g.find_value_info(v);
+    if (!vi || !vi->fully_static() || vi->kind != "tensor") return false;
+    out = vi->static_shape();
+    return true;
+  };
+  std::vector<Node> kept;
+  for (auto& n : g.nodes) {
+    Shape s;
+    if (n.domain.empty() && (n.op_type == "Shape" || n.op_type == "Size") && !n.inputs.empty() && !n.outputs.empty() &&
+        static_shape(n.inputs[0], s)) {
+      Tensor t;
+      if (n.op_type == "Size") {
+        t = Tensor::scalar_i64(checked_numel(s));
+      } else {
+        const int64_t r = static_cast<int64_t>(s.size());
+        int64_t start = n.attr_i("start", 0), end = n.attr_i("end", r);
+        if (start < 0) start += r;
+        if (end < 0) end += r;
+        start = std::clamp<int64_t>(start, 0, r);
+        end = std::clamp<int64_t>(end, start, r);
+        t = Tensor(DType::Int64, {end - start});
+        for (int64_t i = start; i < end; ++i) t.data<int64_t>()[i - start] = s[i];
+      }
+      g.initializers[n.outputs[0]] = t;
+      ++changes;
+      continue;
     }
     kept.push_back(std::move(n));
   }

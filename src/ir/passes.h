@@ -17,6 +17,9 @@ using NodeEvaluator = std::function<std::vector<Tensor>(const Node&, const std::
 // Replaces nodes whose inputs are all initializers/constants (and that are deterministic, not
 // control flow) by initializers. Constant nodes become initializers.
 int fold_constants(Graph& g, const NodeEvaluator& eval, int64_t max_bytes = 64ll << 20);
+// Replaces Shape/Size of values whose shape is statically known (value_info) by constants, so
+// shape arithmetic (Shape -> Gather -> Concat -> Reshape) folds away on static models.
+int fold_shapes(Graph& g);
 // Removes nodes whose outputs nobody reads (graph outputs are kept), and unused initializers.
 int remove_dead_nodes(Graph& g);
 // Folds an inference BatchNormalization that follows a Conv (whose output it alone reads) into

@@ -67,7 +67,7 @@ std::vector<PlanEntry> Model::plan_of(const Impl& im) {
     auto it = layer_of.find(pl.node);
     if (it != layer_of.end() && it->second < t.layers.size()) {
       const auto& ls = t.layers[it->second];
-      sec = static_cast<double>(ls.end - ls.start) / clock;
+      sec = static_cast<double>(ls.attributed) / clock;  // share of the critical path
       energy = ls.energy_pj;
       e.layer_kind = layer_kind_name(p.layers[it->second].kind);
       e.macs = ls.macs;

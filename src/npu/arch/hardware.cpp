@@ -97,6 +97,12 @@ class TableReader {
     return v;
   }
 
+  double get_float_or(std::string_view key, double lo, double hi, bool lo_open, double dflt) {
+    if (has(key)) return get_float(key, lo, hi, lo_open);
+    seen_.insert(std::string(key));
+    return dflt;
+  }
+
   std::string get_string(std::string_view key) {
     const toml::node& n = need(key);
     if (!n.is_string()) fail(n, key, fmt::format("must be a string, got {}", type_of(n)));
@@ -264,6 +270,7 @@ HardwareConfig from_table(const toml::table& root, const std::string& file) {
     h.memory.dram_bandwidth_gbps = m.get_float("dram_bandwidth_gbps", 0.0, 100000.0, true);
     h.memory.dram_latency_ns = m.get_float("dram_latency_ns", 0.0, 1e6, true);
     h.memory.system_cache_bytes = m.get_int_or("system_cache_bytes", 0, 64 * kGiB, 0);
+    h.memory.system_cache_bandwidth_gbps = m.get_float_or("system_cache_bandwidth_gbps", 0.0, 1e6, true, 0.0);
     h.memory.row_alignment_bytes = m.get_int("row_alignment_bytes", 1, 4096);
     int64_t a = h.memory.row_alignment_bytes;
     if ((a & (a - 1)) != 0) m.fail_key("row_alignment_bytes", fmt::format("must be a power of two, got {}", a));
@@ -354,6 +361,7 @@ std::string HardwareConfig::canonical_string() const {
   s += fmt::format("mem.dram_gbps={}\nmem.dram_latency_ns={}\nmem.system_cache={}\nmem.row_align={}\n",
                    num(memory.dram_bandwidth_gbps), num(memory.dram_latency_ns), memory.system_cache_bytes,
                    memory.row_alignment_bytes);
+  s += fmt::format("mem.system_cache_gbps={}\n", num(memory.system_cache_bandwidth_gbps));
   s += fmt::format("ops={}\ndtypes={}\n", list(ops), list(dtypes));
   s += fmt::format("energy={},{},{},{},{}\n", num(energy.pj_per_mac_fp16), num(energy.pj_per_mac_int8),
                    num(energy.pj_per_sram_byte), num(energy.pj_per_dram_byte), num(energy.static_power_mw));

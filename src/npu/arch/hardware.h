@@ -51,6 +51,10 @@ struct MemoryConfig {
   double dram_bandwidth_gbps = 0;  // GB/s (1e9 bytes per second), whole SoC
   double dram_latency_ns = 0;
   int64_t system_cache_bytes = 0;  // optional; 0 = none modelled
+  double system_cache_bandwidth_gbps = 0;  // optional; 0 = twice the DRAM bandwidth (assumption)
+  double system_cache_bytes_per_second() const {
+    return (system_cache_bandwidth_gbps > 0 ? system_cache_bandwidth_gbps : 2 * dram_bandwidth_gbps) * 1e9;
+  }
   int64_t row_alignment_bytes = 1; // tensor rows are padded to this many bytes
 };
 

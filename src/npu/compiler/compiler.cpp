@@ -2,6 +2,7 @@
 #include "npu/compiler/compiler.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <set>
@@ -400,6 +401,15 @@ class Lowering {
       }
       g.batch = 1;
       for (auto d : g.batch_shape) g.batch *= d;
+      if (b.size() == 2 && g.batch > 1) {
+        // One weight matrix shared by every batch (a Linear layer on [seq, batch, d]): the batch
+        // rows are just more rows of A, so fold them into M instead of reloading B per batch.
+        g.M *= g.batch;
+        g.batch = 1;
+        g.batch_shape.clear();
+        g.a_batch_strides.clear();
+        g.b_batch_strides.clear();
+      }
       if (r_.is_const(n.inputs[1])) pack_matrix_b(L, n.inputs[1], false);
     }
     L.macs = g.batch * g.M * g.K * g.N;
@@ -533,7 +543,13 @@ class Tiler {
     const double a_bytes = static_cast<double>(g.conv ? (g.C / g.groups) * g.H * g.W * 2 : g.M * g.K * 2);
     const double w_bytes = static_cast<double>(g.K * g.N * 2);
     const int64_t cores_n = std::min(cores, n_blocks), cores_m = std::min(cores, m_blocks);
-    const bool split_n = cores_n * a_bytes + w_bytes <= a_bytes + cores_m * w_bytes;
+    // Operands every core needs (all of A when splitting N, all weights when splitting M) are
+    // fetched once into the cores' shared tile buffer and read from there by the others (the
+    // ANE's L2 is shared by its cores), so the split is chosen for parallelism first, then traffic.
+    const bool split_n = cores_n != cores_m ? cores_n > cores_m : cores_n * a_bytes + w_bytes <= a_bytes + cores_m * w_bytes;
+    shared_.clear();
+    first_mac_this_layer_.assign(static_cast<size_t>(cores), UINT32_MAX);
+    if (prev_mac_.empty()) prev_mac_.assign(static_cast<size_t>(cores), UINT32_MAX);
     const int64_t units = g.batch >= cores ? 1 : (split_n ? cores_n : cores_m);
     for (int64_t b = 0; b < g.batch; ++b) {
       for (int64_t u = 0; u < units; ++u) {
@@ -555,6 +571,21 @@ class Tiler {
       }
     }
     for (int o : L.outputs) if (o >= 0) last_out_[o] = outs;
+    for (size_t c = 0; c < prev_mac_.size(); ++c)
+      if (first_mac_this_layer_[c] != UINT32_MAX) prev_mac_[c] = first_mac_this_layer_[c];
+  }
+
+  // A DMA-in of data another core of this layer already fetched: served from the shared tile
+  // buffer (no DRAM bytes), after that first fetch completes.
+  void share(Task& t, std::array<int64_t, 6> key) {
+    auto it = shared_.find(key);
+    if (it == shared_.end()) {
+      shared_[key] = static_cast<uint32_t>(p_.tasks.size());  // id this task will get
+      return;
+    }
+    t.deps.push_back(it->second);
+    t.bytes = 0;
+    t.sram_bytes = 0;
   }
 
   void tile_core(int li, int64_t b, int core, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
@@ -597,10 +628,15 @@ class Tiler {
         w.engine = Engine::DmaIn; w.core = core; w.layer = static_cast<int>(&L - p_.layers.data());
         w.b = b; w.n0 = na; w.n1 = nb; w.k0 = ka; w.k1 = kb;
         w.bytes = (kb - ka) * (ceil_div((nb - na) * 2, align) * align);
+        w.buf = g.b_const ? -1 : L.inputs[1];
+        share(w, {1, b, na, nb, ka, kb});
         w.sram_bytes = w.bytes;
-        // No prefetch across layers: SRAM holds one layer's working set at a time, so weights
-        // stream in once the layer's inputs are ready (as does an activation B operand).
-        w.deps = deps_in;
+        // Constant weights are prefetched while the previous GEMM layer on this core computes
+        // (its weight slice and this one both fit: each is at most half the SRAM), i.e. once
+        // that layer's first MAC task has started using its own weights. An activation B
+        // operand waits for its producer.
+        if (g.b_const && prev_mac_[core] != UINT32_MAX) w.deps.push_back(prev_mac_[core]);
+        else if (!g.b_const || prev_mac_[core] == UINT32_MAX) w.deps.insert(w.deps.end(), deps_in.begin(), deps_in.end());
         uint32_t wid = emit(w);
         std::vector<uint32_t> macs_done;
         int64_t i = 0;
@@ -610,8 +646,10 @@ class Tiler {
           a.engine = Engine::DmaIn; a.core = core; a.layer = w.layer;
           a.b = b; a.m0 = ma; a.m1 = mb; a.k0 = ka; a.k1 = kb;
           a.bytes = a_bytes(ma, mb, ka, kb);
+          a.buf = L.inputs[0];
+          share(a, {0, b, ma, mb, ka, kb});
           a.sram_bytes = a.bytes;
-          a.deps = deps_in;
+          a.deps.insert(a.deps.end(), deps_in.begin(), deps_in.end());
           if (i >= 2) a.deps.push_back(macs_done[i - 2]);  // double buffering: reuse the buffer of tile i-2
           uint32_t aid = emit(a);
           Task c;
@@ -625,12 +663,14 @@ class Tiler {
           c.sram_bytes = (mb - ma) * (kb - ka) * 2 + (kb - ka) * (nb - na) * 2 + (mb - ma) * (nb - na) * (single_k ? 2 : 4);
           c.deps = {aid, wid};
           uint32_t cid = emit(c);
+          if (first_mac_this_layer_[core] == UINT32_MAX) first_mac_this_layer_[core] = cid;
           macs_done.push_back(cid);
           if (c.last_k) {
             Task o;
             o.engine = Engine::DmaOut; o.core = core; o.layer = w.layer;
             o.b = b; o.m0 = ma; o.m1 = mb; o.n0 = na; o.n1 = nb;
             o.bytes = (mb - ma) * (nb - na) * 2;
+            o.buf = L.outputs[0];
             o.sram_bytes = o.bytes;
             o.deps = {cid};
             outs.push_back(emit(o));
@@ -664,6 +704,7 @@ class Tiler {
         in.engine = Engine::DmaIn; in.core = static_cast<int>(u); in.layer = li;
         in.m0 = ra; in.m1 = rb;
         in.bytes = in_bytes_fraction(L, frac);
+        for (int b : L.inputs) if (b >= 0 && !p_.buffers[b].constant) { in.buf = b; break; }
         if (!L.weights.empty() || !L.bias.empty()) in.bytes += static_cast<int64_t>((L.weights.size() * 2 + L.bias.size() * 4) * frac) + 1;
         in.sram_bytes = in.bytes;
         in.deps = deps_in;
@@ -686,6 +727,7 @@ class Tiler {
         o.engine = Engine::DmaOut; o.core = static_cast<int>(u); o.layer = li;
         o.m0 = ra; o.m1 = rb;
         o.bytes = static_cast<int64_t>(std::ceil(out_bytes * frac));
+        o.buf = L.outputs.empty() ? -1 : L.outputs[0];
         o.sram_bytes = o.bytes;
         o.deps = {last};
         outs.push_back(emit(o));
@@ -698,6 +740,8 @@ class Tiler {
   Program& p_;
   int64_t sram_;
   std::vector<std::vector<uint32_t>> last_out_;  // per buffer: tasks that wrote it
+  std::map<std::array<int64_t, 6>, uint32_t> shared_;  // per layer: first fetch of each operand tile
+  std::vector<uint32_t> prev_mac_, first_mac_this_layer_;  // per core: first MAC task of the last GEMM layer
 };
 
 }  // namespace
@@ -767,6 +811,12 @@ Program compile(const ir::Model& model, const HardwareConfig& hw, const CompileO
       auto t = r.types.find(v);
       if (t != r.types.end()) s.boundary_bytes += checked_numel(t->second.shape) * 2;
     }
+  }
+  // Buffers read outside the NPU (model outputs, inputs of later CPU nodes) stay live.
+  for (auto& b : p.buffers) {
+    for (const auto& o : model.graph.outputs) b.graph_output |= o.name == b.name;
+    for (size_t i = 0; i < nodes.size(); ++i)
+      if (!on_npu[i]) for (const auto& v : nodes[i].inputs) b.graph_output |= v == b.name;
   }
   // 4. Tasks.
   Tiler tiler(hw, p);

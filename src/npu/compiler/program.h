@@ -46,6 +46,7 @@ struct Buffer {
   std::string name;  // IR value name
   Shape shape;
   bool constant = false;  // initializer, packed into the program
+  bool graph_output = false;  // read by the host or a CPU segment after the NPU is done
   int64_t bytes = 0;      // FP16 bytes in DRAM including row-alignment padding
 };
 
@@ -77,6 +78,7 @@ struct Task {
   int64_t b = 0, m0 = 0, m1 = 0, n0 = 0, n1 = 0, k0 = 0, k1 = 0;
   bool last_k = true;        // Gemm: this task finishes the accumulation (apply bias/act, store)
   int64_t bytes = 0;         // DMA bytes (DRAM side)
+  int32_t buf = -1;          // DMA: the buffer read or written (system-cache model)
   int64_t cycles = 0;        // compute cycles (Mac/Vec) from the tile-level model; DMA: 0
   int64_t macs = 0;
   int64_t sram_bytes = 0;    // local SRAM traffic caused by the task (energy)

@@ -34,9 +34,11 @@ struct TaskTime {
 
 struct LayerStats {
   int64_t start = 0, end = 0;              // cycles (first task start, last task end)
+  int64_t attributed = 0;                  // cycles this layer adds to the run (sums to the total)
   int64_t mac_busy = 0, vec_busy = 0, dma_busy = 0;
   int64_t macs = 0;
   int64_t dram_read = 0, dram_write = 0, sram_bytes = 0;
+  int64_t cache_read = 0, cache_write = 0; // served by the system-level cache instead of DRAM
   int64_t stall_memory = 0;                // compute engines waiting for DMA
   double energy_pj = 0;
 };
@@ -54,7 +56,9 @@ struct TimingResult {
   double cpu_seconds = 0;                  // CPU segments (measured or estimated by the caller)
   double total_seconds() const { return npu_seconds + dispatch_seconds + boundary_seconds + cpu_seconds; }
   int64_t macs = 0;
-  int64_t dram_read = 0, dram_write = 0;
+  int64_t dram_read = 0, dram_write = 0;  // dram_write includes system-cache write-backs
+  int64_t dram_writeback = 0;              // evictions of dirty activations from the system cache
+  int64_t cache_bytes = 0;                 // traffic served by the system-level cache
   int64_t stall_memory = 0;                // summed over cores
   int64_t stall_dependency = 0;
   double mac_utilization = 0;              // macs / (cycles * cores * macs_per_cycle)
