@@ -95,6 +95,7 @@ void register_math(Registry& r);
 void register_nn(Registry& r);
 void register_pool(Registry& r);
 void register_reduce(Registry& r);
+void register_loss(Registry& r);
 void register_tensor_ops(Registry& r);
 void register_indexing(Registry& r);
 void register_rnn(Registry& r);

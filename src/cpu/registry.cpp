@@ -44,6 +44,7 @@ const Registry& registry() {
     register_nn(reg);
     register_pool(reg);
     register_reduce(reg);
+    register_loss(reg);
     register_tensor_ops(reg);
     register_indexing(reg);
     register_rnn(reg);
