@@ -9,6 +9,7 @@
 #include "npu/compiler/compiler.h"
 #include "onnx/importer.h"
 #include "opennpu/runtime.h"
+#include "runtime/cache.h"
 #include "runtime/model_impl.h"
 
 namespace opennpu {
@@ -52,23 +53,40 @@ Model Model::load(const std::string& path, const LoadOptions& opts) {
   auto impl = std::make_unique<Impl>();
   impl->opts = opts;
   set_num_threads(opts.threads);
-  onnx_import::ImportOptions io;
-  io.dims = opts.dims;
-  impl->model = onnx_import::load_model(path, io);
-  if (opts.optimize) optimize_graph(impl->model);
+  const bool use_npu = opts.compute_units != ComputeUnits::cpu_only;
+  if (use_npu) {
+    if (opts.hardware.empty()) throw Error("compute units cpu_and_npu/all need a hardware description (--hw NAME|FILE)");
+    impl->hw = std::make_unique<npu::HardwareConfig>(npu::HardwareConfig::resolve(opts.hardware));
+  }
+  // ---- compiled-model cache (runtime/cache.h): the optimised graph and the NPU Program ----
+  cache::Lookup lk = cache::lookup(path, opts, use_npu ? impl->hw->hash() : 0, use_npu ? impl->hw->cores : 0);
+  impl->cache_hit = lk.hit;
+  impl->cache_file = lk.file;
+  impl->cache_seconds = lk.seconds;
+  if (lk.hit) {
+    impl->model = std::move(lk.model);
+    impl->program = std::move(lk.program);
+  } else {
+    onnx_import::ImportOptions io;
+    io.dims = opts.dims;
+    impl->model = onnx_import::load_model(path, io);
+    if (opts.optimize) optimize_graph(impl->model);
+    if (use_npu) {
+      auto t0 = std::chrono::steady_clock::now();
+      impl->program = std::make_unique<npu::Program>(npu::compile(impl->model, *impl->hw));
+      impl->compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    cache::store(lk, path, impl->model, impl->program.get());
+  }
+  // ---- end of compiled-model cache ----
   for (const auto& v : impl->model.graph.inputs)
     if (!impl->model.graph.is_initializer(v.name)) impl->inputs.push_back(info_of(v));
   for (const auto& v : impl->model.graph.outputs) impl->outputs.push_back(info_of(v));
   impl->cpu = std::make_unique<cpu::Executor>(impl->model);
-  if (opts.compute_units != ComputeUnits::cpu_only) {
-    if (opts.hardware.empty()) throw Error("compute units cpu_and_npu/all need a hardware description (--hw NAME|FILE)");
-    impl->hw = std::make_unique<npu::HardwareConfig>(npu::HardwareConfig::resolve(opts.hardware));
-    auto t0 = std::chrono::steady_clock::now();
-    impl->program = std::make_unique<npu::Program>(npu::compile(impl->model, *impl->hw));
+  if (use_npu) {
     auto t1 = std::chrono::steady_clock::now();
-    impl->timing = npu::simulate_timing(*impl->program, *impl->hw);
+    impl->timing = npu::simulate_timing(*impl->program, *impl->hw);  // cheap: recomputed, not cached
     auto t2 = std::chrono::steady_clock::now();
-    impl->compile_seconds = std::chrono::duration<double>(t1 - t0).count();
     impl->sim_seconds = std::chrono::duration<double>(t2 - t1).count();
     for (const auto& seg : impl->program->segments) {
       if (seg.npu) { impl->cpu_segments.push_back(nullptr); continue; }

@@ -30,6 +30,10 @@ struct Model::Impl {
   npu::TimingResult timing;
   std::vector<std::unique_ptr<CpuSegment>> cpu_segments;  // parallel to program->segments (null for NPU ones)
   double load_seconds = 0, compile_seconds = 0, sim_seconds = 0;
+  // Compiled-model cache (runtime/cache.h): whether load() was served from it, and its file.
+  bool cache_hit = false;
+  std::string cache_file;     // "" when the cache is disabled
+  double cache_seconds = 0;   // hashing the model + reading the entry
 
   bool uses_npu() const { return program != nullptr; }
   NamedTensors predict_partitioned(const NamedTensors& inputs) const;
