@@ -596,8 +596,10 @@ class Tiler {
     const int64_t budget = sram_;
     // Weight slice K x n: resident if it fits in half of SRAM, else tile N (then K).
     int64_t n_tile = n1 - n0, k_tile = g.K;
-    while (k_tile * n_tile * 2 > budget / 2 && n_tile > C) n_tile = std::max(C, ceil_div(n_tile / 2, C) * C);
-    while (k_tile * n_tile * 2 > budget / 2 && k_tile > R) k_tile = std::max(R, ceil_div(k_tile / 2, R) * R);
+    // (Sized as DMA-ed: each of the k rows of a weight block is padded to the row alignment.)
+    auto w_row = [&](int64_t n) { return ceil_div(n * 2, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes; };
+    while (k_tile * w_row(n_tile) > budget / 2 && n_tile > C) n_tile = std::max(C, ceil_div(n_tile / 2, C) * C);
+    while (k_tile * w_row(n_tile) > budget / 2 && k_tile > R) k_tile = std::max(R, ceil_div(k_tile / 2, R) * R);
     // A tile rows: double-buffered A (m x k fp16) + fp32 accumulators (m x n) in the other half.
     int64_t per_row = 2 * k_tile * 2 + n_tile * 4;
     int64_t m_tile = std::max<int64_t>(1, (budget / 2) / std::max<int64_t>(per_row, 1));
@@ -617,6 +619,20 @@ class Tiler {
       int64_t row_bytes = ceil_div((kb - ka) * 2, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes;
       return (mb - ma) * row_bytes;
     };
+    // The A transfer can be larger than the m x k tile assumed above: a strided conv DMAs the input
+    // rows it skips, and rows are padded to the alignment. Shrink the tile until its largest A
+    // transfer, double-buffered, and the fp32 accumulators fit their half of the SRAM.
+    auto a_fits = [&](int64_t mt) {
+      for (int64_t ma = m0; ma < m1; ma += mt)
+        if (2 * a_bytes(ma, std::min(m1, ma + mt), 0, k_tile) + mt * n_tile * 4 > budget / 2) return false;
+      return true;
+    };
+    // (A conv tile of at most one output row already DMAs its minimal window of kh input rows.)
+    while (m_tile > (g.conv ? g.OW : 1) && !a_fits(m_tile)) {
+      int64_t next = m_tile / 2;
+      if (g.conv && next >= g.OW) next = (next / g.OW) * g.OW;  // whole output rows
+      m_tile = std::max<int64_t>(1, next);
+    }
     const int64_t align = hw_.memory.row_alignment_bytes;
     for (int64_t na = n0; na < n1; na += n_tile) {
       int64_t nb = std::min(n1, na + n_tile);
