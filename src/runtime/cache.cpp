@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -979,6 +980,35 @@ void sweep_old_builds(const std::string& file) {
     if (!ec && now - t > (tmp ? std::chrono::hours(1) : std::chrono::hours(24 * 7))) fs::remove(de.path(), ec);
   }
 }
+
+// Keeps the directory under a size cap ($OPENNPU_CACHE_MAX_MB, default 4096): deletes the least
+// recently used entries (a hit refreshes an entry's mtime) until the rest fits, never `keep`.
+void enforce_size_cap(const std::string& keep) {
+  uint64_t cap = 4096ull << 20;
+  if (const char* e = std::getenv("OPENNPU_CACHE_MAX_MB"); e && *e) {
+    char* end = nullptr;
+    unsigned long long mb = std::strtoull(e, &end, 10);
+    if (end && *end == '\0') cap = static_cast<uint64_t>(mb) << 20;
+  }
+  std::error_code ec;
+  std::vector<std::tuple<fs::file_time_type, uint64_t, fs::path>> entries;
+  uint64_t total = 0;
+  for (const auto& de : fs::directory_iterator(fs::path(keep).parent_path(), ec)) {
+    if (de.path().extension() != ".onpucm") continue;
+    std::error_code e1, e2;
+    uint64_t sz = de.file_size(e1);
+    auto t = de.last_write_time(e2);
+    if (e1 || e2) continue;
+    total += sz;
+    if (de.path() != fs::path(keep)) entries.emplace_back(t, sz, de.path());
+  }
+  if (total <= cap) return;
+  std::sort(entries.begin(), entries.end());  // oldest first
+  for (const auto& [t, sz, path] : entries) {
+    if (total <= cap) break;
+    if (fs::remove(path, ec)) total -= sz;
+  }
+}
 }  // namespace
 
 Lookup lookup(const std::string& model_path, const LoadOptions& opts, uint64_t hw_hash, int64_t hw_cores) {
@@ -1016,6 +1046,7 @@ Lookup lookup(const std::string& model_path, const LoadOptions& opts, uint64_t h
     lk.model.path = model_path;
     lk.program = std::move(e.program);
     lk.hit = true;
+    ::utimensat(AT_FDCWD, lk.file.c_str(), nullptr, 0);  // mark as recently used (LRU); best effort
   } catch (const CacheError& ce) {
     warn(lk.file, ce.what());
   } catch (const std::exception& ex) {  // e.g. bad_alloc on a hostile size that passed the bounds
@@ -1065,6 +1096,7 @@ void store(Lookup& lk, const std::string& model_path, const ir::Model& model, co
       throw Error(fmt::format("cannot store '{}': {}", lk.file, std::strerror(err)));
     }
     sweep_old_builds(lk.file);
+    enforce_size_cap(lk.file);
   } catch (const std::exception& ex) {
     std::fprintf(stderr, "opennpu: warning: could not write the compiled-model cache: %s\n", ex.what());
   }

@@ -395,6 +395,27 @@ TEST(CacheExternalData, ChangedExternalFileInvalidatesTheEntry) {
   EXPECT_TRUE(Model::load(dir + "/ext.onnx", opts(cache_dir, false)).impl().cache_hit);
 }
 
+TEST(CacheSize, LeastRecentlyUsedEntriesAreEvictedAboveTheCap) {
+  TempDir d;
+  const std::string a = Model::load(model("cnn"), opts(d.path, false)).impl().cache_file;
+  const std::string b = Model::load(model("branchy"), opts(d.path, false)).impl().cache_file;
+  // Age both, then use `a`: `b` becomes the least recently used.
+  struct timespec old_ts[2] = {{1000, 0}, {1000, 0}};
+  ASSERT_EQ(0, ::utimensat(AT_FDCWD, a.c_str(), old_ts, 0));
+  ASSERT_EQ(0, ::utimensat(AT_FDCWD, b.c_str(), old_ts, 0));
+  EXPECT_TRUE(Model::load(model("cnn"), opts(d.path, false)).impl().cache_hit);
+  // A cap smaller than the entries: writing a third evicts `b` (oldest) and then `a`, keeps the new one.
+  ::setenv("OPENNPU_CACHE_MAX_MB", "0", 1);
+  const std::string c = Model::load(model("cnn"), opts(d.path, true)).impl().cache_file;
+  ::unsetenv("OPENNPU_CACHE_MAX_MB");
+  EXPECT_FALSE(fs::exists(b));
+  EXPECT_FALSE(fs::exists(a));
+  EXPECT_TRUE(fs::exists(c));
+  // Under the default cap nothing is evicted.
+  Model::load(model("branchy"), opts(d.path, false));
+  EXPECT_TRUE(fs::exists(c));
+}
+
 // Several processes load the same model with an empty cache directory at once: all succeed, the
 // entry ends up whole (the next load hits) and no temporary files are left behind.
 TEST(CacheConcurrency, ProcessesLoadingAtOnceAllSucceed) {
