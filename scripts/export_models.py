@@ -89,6 +89,10 @@ def build(name):
         return torchvision.models.mobilenet_v2(weights=None), "input", torch.randn(1, 3, 224, 224, generator=g)
     if name == "bert_base":
         return BertBase(), "input_ids", torch.randint(0, 30522, (1, 128), generator=g, dtype=torch.int64)
+    if name == "distilbert":
+        # DistilBERT's shape (6 layers of BERT-base width) for the calibration point of Apple's
+        # ml-ane-transformers (DistilBERT, seq 128, A15); not part of the default set.
+        return BertBase(layers=6), "input_ids", torch.randint(0, 30522, (1, 128), generator=g, dtype=torch.int64)
     if name == "lstm":
         return LSTMNet(), "x", torch.randn(100, 1, 128, generator=g)
     if name == "small_cnn":
@@ -97,6 +101,7 @@ def build(name):
 
 
 MODELS = ["small_cnn", "lstm", "mobilenet_v2", "resnet50", "bert_base"]
+EXTRA = ["distilbert"]  # exported only with --only
 
 
 def randomize_bn_stats(model, g):
@@ -150,7 +155,7 @@ def main():
     a = ap.parse_args()
     names = a.only.split(",") if a.only else MODELS
     for n in names:
-        if n not in MODELS:
+        if n not in MODELS + EXTRA:
             ap.error(f"unknown model '{n}' (known: {', '.join(MODELS)})")
     os.makedirs(a.out, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
