@@ -33,7 +33,9 @@ TensorInfo info_of(const ir::ValueInfo& v) {
 }
 }  // namespace
 
-void optimize_graph(ir::Model& m) {
+void propagate_shapes(ir::Model& m);
+
+void optimize_graph(ir::Model& m, bool need_static_shapes) {
   ir::NodeEvaluator eval = [&m](const ir::Node& n, const std::vector<const Tensor*>& ins) {
     int64_t opset = m.opset(n.domain);
     const cpu::KernelDef* k = cpu::registry().find(n.domain, n.op_type, opset);
@@ -44,9 +46,51 @@ void optimize_graph(ir::Model& m) {
     k->fn(ctx);
     return ctx.outputs();
   };
-  ir::fold_constants(m.graph, eval);
+  // Shape folding exposes more constants, whose folding may expose more static shapes: repeat.
+  for (int round = 0; round < 8; ++round) {
+    int changes = ir::fold_shapes(m.graph) + ir::fold_constants(m.graph, eval);
+    if (!changes) break;
+  }
   ir::fold_conv_batchnorm(m.graph);
   ir::remove_dead_nodes(m.graph);
+  if (need_static_shapes) propagate_shapes(m);
+}
+
+// For a model whose inputs are all static, runs it once on zeros and records every value's
+// dtype and shape in value_info (what ONNX's inference could not resolve). The NPU compiler
+// needs static shapes; this is only done when some are missing.
+void propagate_shapes(ir::Model& m) {
+  auto& g = m.graph;
+  bool missing = false;
+  for (const auto& n : g.nodes)
+    for (const auto& o : n.outputs) {
+      if (o.empty()) continue;
+      const ir::ValueInfo* vi = g.find_value_info(o);
+      if (!vi || !vi->fully_static() || vi->dtype == DType::Undefined) missing = true;
+    }
+  if (!missing) return;
+  NamedTensors feeds;
+  for (const auto& in : g.inputs) {
+    if (g.is_initializer(in.name)) continue;
+    if (!in.fully_static() || in.kind != "tensor" || in.dtype == DType::Undefined || in.dtype == DType::String) return;
+    feeds[in.name] = Tensor(in.dtype, in.static_shape());
+  }
+  cpu::RunOptions ro;
+  ro.on_value = [&g](const std::string& name, const Tensor& t) {
+    if (t.is_sequence() || t.is_none()) return;
+    ir::ValueInfo vi;
+    vi.name = name;
+    vi.dtype = t.dtype();
+    vi.has_shape = true;
+    for (auto d : t.shape()) vi.dims.push_back(ir::Dim{d, ""});
+    g.value_info[name] = vi;
+  };
+  try {
+    cpu::Executor ex(m, ro);
+    ex.run(feeds);
+  } catch (const Error&) {
+    // Shapes stay unknown: the nodes concerned stay on the CPU, with that reason.
+  }
 }
 
 Model Model::load(const std::string& path, const LoadOptions& opts) {
@@ -70,7 +114,7 @@ Model Model::load(const std::string& path, const LoadOptions& opts) {
     onnx_import::ImportOptions io;
     io.dims = opts.dims;
     impl->model = onnx_import::load_model(path, io);
-    if (opts.optimize) optimize_graph(impl->model);
+    if (opts.optimize) optimize_graph(impl->model, use_npu);
     if (use_npu) {
       auto t0 = std::chrono::steady_clock::now();
       impl->program = std::make_unique<npu::Program>(npu::compile(impl->model, *impl->hw));

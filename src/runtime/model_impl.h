@@ -40,6 +40,7 @@ struct Model::Impl {
 };
 
 // The standard graph optimisation pipeline (constant folding, Conv+BN folding, dead code).
-void optimize_graph(ir::Model& m);
+// need_static_shapes: also resolve missing value shapes by one run on zeros (for the NPU).
+void optimize_graph(ir::Model& m, bool need_static_shapes = false);
 
 }  // namespace opennpu
