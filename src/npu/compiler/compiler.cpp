@@ -762,6 +762,13 @@ class Tiler {
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> lowered_ops() {
+  std::vector<std::pair<std::string, std::string>> r;
+  for (const auto& [op, k] : lowerable())
+    r.emplace_back(op, k == Lower::Gemm ? "mac" : k == Lower::Vector ? "vector" : k == Lower::Move ? "dma" : "view");
+  return r;
+}
+
 std::string decline_reason(const ir::Model& model, const ir::Node& node, const HardwareConfig& hw) {
   Reasoner r{model, hw, static_types(model.graph)};
   return r.why(node);

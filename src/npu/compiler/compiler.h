@@ -9,6 +9,8 @@
 // include the engine's row alignment.
 #pragma once
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ir/graph.h"
 #include "npu/arch/hardware.h"
@@ -21,6 +23,10 @@ struct CompileOptions {
 };
 
 Program compile(const ir::Model& model, const HardwareConfig& hw, const CompileOptions& opts = {});
+
+// ONNX ops this compiler can lower (subject to per-preset support and per-node checks), with the
+// engine unit each goes to ("mac", "vector", "dma", "view").
+std::vector<std::pair<std::string, std::string>> lowered_ops();
 
 // The reason the engine declines `node` ("" when it takes it). Exposed for tests and `plan`.
 std::string decline_reason(const ir::Model& model, const ir::Node& node, const HardwareConfig& hw);
