@@ -9,4 +9,11 @@ scripts/setup.sh
 scripts/build.sh release
 /usr/bin/python3 scripts/export_models.py
 echo "test.sh: setup + build + export took $((SECONDS - t0)) s; running ctest"
-exec ctest --test-dir build/release --output-on-failure -j2
+# Tests load many throwaway models: keep their compiled-model cache entries out of the user's
+# cache (tests that exercise the cache set their own directories).
+if [ -z "${OPENNPU_CACHE_DIR:-}" ]; then
+  OPENNPU_CACHE_DIR="$(mktemp -d)"
+  export OPENNPU_CACHE_DIR
+  trap 'rm -rf "$OPENNPU_CACHE_DIR"' EXIT
+fi
+ctest --test-dir build/release --output-on-failure -j2
