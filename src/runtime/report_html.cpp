@@ -119,7 +119,7 @@ svg .grid { stroke: #eef0f3; } svg .axis { stroke: #9ca3af; }
 #timeline { cursor: grab; user-select: none; }
 .btn { font: inherit; font-size: 12.5px; padding: 3px 10px; border: 1px solid #cbd5e1; border-radius: 4px; background: #fff; cursor: pointer; }
 .btn:hover { background: #f1f5f9; }
-table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
+table { border-collapse: collapse; width: 100%; font-size: 12px; }
 th, td { padding: 4px 6px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 td.name { max-width: 230px; overflow: hidden; text-overflow: ellipsis; }
@@ -575,10 +575,10 @@ void layer_table(Out& o, const Profile& p) {
        "\u201cfused\u201d nodes were folded into the MAC layer before them.</p>\n"
        "<div class=\"tablewrap\"><table id=\"layers\" class=\"sortable\"><thead><tr>"
        "<th class=\"n\">#</th><th>node</th><th>op</th><th>device</th><th>kind</th><th class=\"n\">start (\u00b5s)</th>"
-       "<th class=\"n\">span (\u00b5s)</th><th class=\"n\">attributed (\u00b5s)</th><th class=\"n\">% of latency</th>"
+       "<th class=\"n\">span (\u00b5s)</th><th class=\"n\">attrib. (\u00b5s)</th><th class=\"n\">% latency</th>"
        "<th class=\"n\">MFLOP</th>"
        "<th class=\"n\">DRAM (kB)</th><th class=\"n\">FLOP/B</th>"
-       "<th class=\"n\">GFLOP/s</th><th class=\"n\">% of peak</th><th class=\"n\">DMA wait (cyc)</th>"
+       "<th class=\"n\">GFLOP/s</th><th class=\"n\">% of peak</th><th class=\"n\" title=\"cycles compute engines waited for DMA\">DMA wait</th>"
        "<th class=\"n\">energy (\u00b5J)</th></tr></thead><tbody>\n";
   for (const auto& r : p.rows) {
     o += "<tr>";
