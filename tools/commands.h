@@ -12,5 +12,7 @@ struct CommandDone {
 void add_npu_commands(CLI::App& app);
 // tools/cmd_model.cpp: plan, bench.
 void add_model_commands(CLI::App& app);
+// tools/cmd_model.cpp: ops (generated op list).
+void add_ops_command(CLI::App& app);
 // tools/cmd_profile.cpp: profile (Chrome trace + HTML report).
 void add_profile_commands(CLI::App& app);

@@ -257,6 +257,7 @@ int main(int argc, char** argv) {
   info->callback([&] { throw CommandDone{cmd_info(model, dims, as_json)}; });
   add_npu_commands(app);
   add_model_commands(app);
+  add_ops_command(app);
   add_profile_commands(app);
 
   try {

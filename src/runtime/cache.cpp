@@ -682,7 +682,7 @@ npu::Program get_program(Reader& r) {
   for (auto& L : p.layers) {
     L.name = r.str(); L.op = r.str(); L.fused = r.str();
     uint8_t k = r.u8();
-    if (k > static_cast<uint8_t>(npu::LayerKind::View)) r.fail("bad layer kind");
+    if (k > static_cast<uint8_t>(npu::LayerKind::Recurrent)) r.fail("bad layer kind");
     L.kind = static_cast<npu::LayerKind>(k);
     L.node = get_node(r, 0);
     L.inputs = r.pod_vec<int>(); L.outputs = r.pod_vec<int>();
@@ -786,6 +786,18 @@ void validate_program(const npu::Program& p, const ir::Model& m, int64_t cores) 
     need(ids_ok(L.inputs, -1, nb) && ids_ok(L.outputs, -1, nb), "layer '" + L.name + "' names a buffer out of range");
     need(!L.outputs.empty() && L.outputs[0] >= 0, "layer '" + L.name + "' has no output");
     if (L.kind == npu::LayerKind::Gemm) check_gemm(p, L, numel);
+    else if (L.kind == npu::LayerKind::Recurrent) {
+      // LSTM (see program.h): M steps, n_img batch, K input, C hidden, N = 4C, batch directions.
+      const auto& g = L.g;
+      need(g.M >= 1 && g.n_img >= 1 && g.K >= 1 && g.C >= 1 && g.N == prod({4, g.C}) && g.batch >= 1 && g.batch <= 2,
+           "bad recurrent geometry");
+      need(!L.inputs.empty() && L.inputs[0] >= 0 && numel[L.inputs[0]] >= prod({g.M, g.n_img, g.K}), "recurrent input too small");
+      need(static_cast<int64_t>(L.weights.size()) == prod({g.batch, g.K + g.C, g.N}), "recurrent weights do not match");
+      need(static_cast<int64_t>(L.bias.size()) == prod({g.batch, g.N}) + prod({2, g.batch, g.n_img, g.C}), "recurrent bias does not match");
+      const int64_t want[3] = {prod({g.M, g.batch, g.n_img, g.C}), prod({g.batch, g.n_img, g.C}), prod({g.batch, g.n_img, g.C})};
+      for (size_t k = 0; k < L.outputs.size(); ++k)
+        if (L.outputs[k] >= 0) need(k < 3 && numel[L.outputs[k]] >= want[k], "recurrent output too small");
+    }
     else need(!L.inputs.empty() && L.inputs[0] >= 0, "layer '" + L.name + "' has no input");
   }
   for (size_t i = 0; i < p.tasks.size(); ++i) {
@@ -795,9 +807,12 @@ void validate_program(const npu::Program& p, const ir::Model& m, int64_t cores) 
     need(t.m0 >= 0 && t.m0 <= t.m1 && t.n0 >= 0 && t.n0 <= t.n1 && t.k0 >= 0 && t.k0 <= t.k1 && t.b >= 0, "bad task tile");
     const auto& L = p.layers[t.layer];
     if (t.engine == npu::Engine::Mac) {
-      need(L.kind == npu::LayerKind::Gemm, "MAC task on a non-GEMM layer");
-      need(t.b < L.g.batch && t.m1 <= L.g.M && t.n1 <= L.g.N && t.k1 <= L.g.K && t.m0 < t.m1 && t.n0 < t.n1 && t.k0 < t.k1,
-           "MAC tile outside its GEMM");
+      need(L.kind == npu::LayerKind::Gemm || L.kind == npu::LayerKind::Recurrent, "MAC task on a non-GEMM layer");
+      if (L.kind == npu::LayerKind::Gemm)
+        need(t.b < L.g.batch && t.m1 <= L.g.M && t.n1 <= L.g.N && t.k1 <= L.g.K && t.m0 < t.m1 && t.n0 < t.n1 && t.k0 < t.k1,
+             "MAC tile outside its GEMM");
+      else
+        need(t.b < L.g.batch, "recurrent task outside its directions");  // values are computed per layer
     }
   }
   const int nn = static_cast<int>(m.graph.nodes.size());

@@ -52,7 +52,7 @@ std::unordered_map<std::string, ValueType> static_types(const ir::Graph& g) {
   return t;
 }
 
-enum class Lower { Gemm, Vector, Move, View, None };
+enum class Lower { Gemm, Vector, Move, View, Recurrent, None };
 
 const std::map<std::string, Lower>& lowerable() {
   static const std::map<std::string, Lower> m = {
@@ -70,6 +70,7 @@ const std::map<std::string, Lower>& lowerable() {
       {"Pad", Lower::Move},
       {"Reshape", Lower::View}, {"Flatten", Lower::View}, {"Squeeze", Lower::View}, {"Unsqueeze", Lower::View},
       {"Identity", Lower::View}, {"Dropout", Lower::View},
+      {"LSTM", Lower::Recurrent},
   };
   return m;
 }
@@ -110,7 +111,9 @@ struct Reasoner {
       if (!hw.supports_op(n.op_type))
         return fmt::format("recurrent layer {}: {} does not run recurrent layers (Apple: RNN/LSTM/GRU run on the CPU/GPU, not the Neural Engine)",
                            n.op_type, hw.name);
-      return fmt::format("recurrent layer {} is not lowered to MatMul + elementwise steps by this compiler yet", n.op_type);
+      if (n.op_type != "LSTM")
+        return fmt::format("recurrent layer {} is not lowered to MatMul + elementwise steps by this compiler yet (LSTM is)", n.op_type);
+      if (!hw.has_lut("sigmoid") || !hw.has_lut("tanh")) return fmt::format("LSTM needs the sigmoid and tanh LUTs, which {} does not declare", hw.name);
     }
     if (!hw.supports_op(n.op_type)) return fmt::format("op {} is not in {}'s supported ops", n.op_type, hw.name);
     auto lit = lowerable().find(n.op_type);
@@ -178,6 +181,20 @@ struct Reasoner {
     }
     if (op == "MatMul") {
       if (shape(n.inputs[0]).size() < 2 || shape(n.inputs[1]).size() < 2) return "MatMul with 1-D operands is not lowered";
+      return "";
+    }
+    if (op == "LSTM") {
+      for (size_t i : {1, 2}) if (!n.has_input(i) || !is_const(n.inputs[i])) return "LSTM weights W/R are not constant";
+      if (n.has_input(3) && !is_const(n.inputs[3])) return "LSTM bias is not constant";
+      if (n.has_input(4)) return "LSTM with sequence_lens is not lowered";
+      for (size_t i : {5, 6}) if (n.has_input(i) && !is_const(n.inputs[i])) return "LSTM initial state is not constant";
+      if (n.has_input(7)) return "LSTM with peepholes is not lowered";
+      if (n.has_attr("clip") || n.attr_i("input_forget", 0) || n.attr_i("layout", 0))
+        return "LSTM with clip, input_forget or layout=1 is not lowered";
+      auto acts = n.attr_strings("activations");
+      for (size_t i = 0; i < acts.size(); ++i)
+        if (acts[i] != (i % 3 == 0 ? "Sigmoid" : "Tanh")) return "LSTM with non-default activations is not lowered";
+      if (shape(n.inputs[0]).size() != 3) return "LSTM input must be 3-D";
       return "";
     }
     if (op == "Pow") {
@@ -303,6 +320,7 @@ class Lowering {
     auto kind = lowerable().at(n.op_type);
     if (kind == Lower::Gemm && is_depthwise(n, r_.types)) kind = Lower::Vector;
     switch (kind) {
+      case Lower::Recurrent: L.kind = LayerKind::Recurrent; lower_lstm(L, n); break;
       case Lower::Gemm: L.kind = LayerKind::Gemm; lower_gemm(L, n); break;
       case Lower::Vector: L.kind = LayerKind::Vector; lower_vector(L, n); break;
       case Lower::Move: L.kind = LayerKind::Move; lower_move(L, n); break;
@@ -416,6 +434,35 @@ class Lowering {
     L.flops = 2 * L.macs;
   }
 
+  // LSTM: W [dirs, 4H, I], R [dirs, 4H, H], B [dirs, 8H]; gates in ONNX order i, o, f, c.
+  void lower_lstm(Layer& L, const ir::Node& n) {
+    const Shape& x = r_.shape(n.inputs[0]);
+    const Tensor& W = *r_.constant(n.inputs[1]);
+    const Tensor& R = *r_.constant(n.inputs[2]);
+    const Tensor* B = n.has_input(3) ? r_.constant(n.inputs[3]) : nullptr;
+    GemmGeom& g = L.g;
+    const int64_t dirs = W.dim(0), H = R.dim(2), I = W.dim(2);
+    g.M = x[0]; g.n_img = x[1]; g.K = I; g.N = 4 * H; g.C = H; g.batch = dirs;
+    for (int64_t d = 0; d < dirs; ++d) {
+      for (int64_t k = 0; k < I; ++k)
+        for (int64_t j = 0; j < 4 * H; ++j)
+          L.weights.push_back(round_f16(static_cast<float>(W.get_f64((d * 4 * H + j) * I + k))));
+      for (int64_t k = 0; k < H; ++k)
+        for (int64_t j = 0; j < 4 * H; ++j)
+          L.weights.push_back(round_f16(static_cast<float>(R.get_f64((d * 4 * H + j) * H + k))));
+    }
+    for (int64_t d = 0; d < dirs; ++d)
+      for (int64_t j = 0; j < 4 * H; ++j)
+        L.bias.push_back(B ? static_cast<float>(B->get_f64(d * 8 * H + j) + B->get_f64(d * 8 * H + 4 * H + j)) : 0.f);
+    for (size_t in : {5, 6}) {
+      const Tensor* t = n.has_input(in) ? r_.constant(n.inputs[in]) : nullptr;
+      for (int64_t i = 0; i < dirs * g.n_img * H; ++i) L.bias.push_back(t ? round_f16(static_cast<float>(t->get_f64(i))) : 0.f);
+    }
+    // Per step: the recurrence GEMM (n_img x H x 4H) plus ~10 vector ops per gate element.
+    L.macs = dirs * g.M * g.n_img * (I + H) * 4 * H;
+    L.flops = 2 * L.macs + dirs * g.M * g.n_img * 4 * H * 10;
+  }
+
   void pack_matrix_b(Layer& L, const std::string& name, bool transposed) {
     const Tensor& b = *r_.constant(name);
     GemmGeom& g = L.g;
@@ -497,6 +544,7 @@ class Tiler {
       case LayerKind::Gemm: gemm(li); break;
       case LayerKind::Vector: rows(li, true); break;
       case LayerKind::Move: rows(li, false); break;
+      case LayerKind::Recurrent: recurrent(li); break;
       case LayerKind::View:
         // Aliases its input: the consumers wait on whatever produced the input.
         if (!L.inputs.empty() && L.inputs[0] >= 0)
@@ -696,6 +744,71 @@ class Tiler {
     }
   }
 
+  // LSTM on one core per direction: weights in (kept resident when W and R fit half the SRAM,
+  // else R is streamed every step), the input projection for all steps as one GEMM, then a
+  // chain of steps, each a recurrence GEMM (MAC) followed by the gate arithmetic (vector unit).
+  void recurrent(int li) {
+    Layer& L = p_.layers[li];
+    const GemmGeom& g = L.g;
+    const auto deps_in = input_deps(L);
+    std::vector<uint32_t> outs;
+    const int64_t H = g.C, Bn = g.n_img, T = g.M;
+    const int64_t align = hw_.memory.row_alignment_bytes;
+    const int64_t w_bytes = g.K * ceil_div(g.N * 2, align) * align, r_bytes = H * ceil_div(g.N * 2, align) * align;
+    const bool resident = w_bytes + r_bytes <= sram_ / 2;
+    for (int64_t d = 0; d < g.batch; ++d) {
+      const int core = static_cast<int>(d % hw_.cores);
+      Task w;
+      w.engine = Engine::DmaIn; w.core = core; w.layer = li; w.b = d;
+      w.bytes = resident ? w_bytes + r_bytes : w_bytes;
+      w.sram_bytes = w.bytes;
+      w.deps = deps_in;
+      uint32_t wid = emit(w);
+      Task x = w;
+      x.bytes = T * Bn * ceil_div(g.K * 2, align) * align;
+      x.sram_bytes = x.bytes;
+      x.buf = L.inputs[0];
+      uint32_t xid = emit(x);
+      Task proj;
+      proj.engine = Engine::Mac; proj.core = core; proj.layer = li; proj.b = d;
+      proj.m0 = 0; proj.m1 = T * Bn; proj.n0 = 0; proj.n1 = g.N; proj.k0 = 0; proj.k1 = g.K;
+      proj.cycles = gemm_tile_cost(T * Bn, g.K, g.N, hw_.mac.rows, hw_.mac.cols, hw_.mac.dataflow).compute_cycles;
+      proj.macs = T * Bn * g.K * g.N;
+      proj.deps = {wid, xid};
+      uint32_t prev = emit(proj);
+      for (int64_t t = 0; t < T; ++t) {
+        std::vector<uint32_t> step_deps = {prev};
+        if (!resident) {
+          Task r = w;
+          r.bytes = r_bytes; r.sram_bytes = r_bytes; r.deps = {prev};
+          step_deps.push_back(emit(r));
+        }
+        Task mm;
+        mm.engine = Engine::Mac; mm.core = core; mm.layer = li; mm.b = d;
+        mm.m0 = t; mm.m1 = t + 1; mm.n0 = 0; mm.n1 = g.N; mm.k0 = 0; mm.k1 = H;
+        mm.cycles = gemm_tile_cost(Bn, H, g.N, hw_.mac.rows, hw_.mac.cols, hw_.mac.dataflow).compute_cycles;
+        mm.macs = Bn * H * g.N;
+        mm.sram_bytes = (Bn * H + H * g.N) * 2 + Bn * g.N * 4;
+        mm.deps = step_deps;
+        uint32_t mid = emit(mm);
+        Task v;
+        v.engine = Engine::Vec; v.core = core; v.layer = li; v.b = d; v.m0 = t; v.m1 = t + 1;
+        v.cycles = ceil_div(Bn * g.N * 10, hw_.vector.lanes);
+        v.sram_bytes = Bn * g.N * 2 * 3;
+        v.deps = {mid};
+        prev = emit(v);
+      }
+      Task o;
+      o.engine = Engine::DmaOut; o.core = core; o.layer = li; o.b = d;
+      o.bytes = (T + 2) * Bn * ceil_div(H * 2, align) * align;  // Y, Y_h, Y_c
+      o.sram_bytes = o.bytes;
+      o.buf = L.outputs.empty() ? -1 : L.outputs[0];
+      o.deps = {prev};
+      outs.push_back(emit(o));
+    }
+    for (int o : L.outputs) if (o >= 0) last_out_[o] = outs;
+  }
+
   // Vector and Move layers: rows split evenly over cores, tiles sized to half the SRAM.
   void rows(int li, bool compute) {
     Layer& L = p_.layers[li];
@@ -765,7 +878,8 @@ class Tiler {
 std::vector<std::pair<std::string, std::string>> lowered_ops() {
   std::vector<std::pair<std::string, std::string>> r;
   for (const auto& [op, k] : lowerable())
-    r.emplace_back(op, k == Lower::Gemm ? "mac" : k == Lower::Vector ? "vector" : k == Lower::Move ? "dma" : "view");
+    r.emplace_back(op, k == Lower::Gemm ? "mac" : k == Lower::Vector ? "vector" : k == Lower::Move ? "dma"
+                       : k == Lower::Recurrent ? "mac+vector (engines that declare it)" : "view");
   return r;
 }
 

@@ -24,7 +24,9 @@ const char* engine_name(Engine e);
 // (planar) unit takes elementwise ops, activations, pooling, normalisation, reductions, resize and
 // depthwise convolution; Move layers are pure data movement done by DMA; View layers (Reshape,
 // Flatten, Squeeze, Unsqueeze, Identity) only reinterpret a buffer and cost nothing.
-enum class LayerKind : uint8_t { Gemm, Vector, Move, View };
+// Recurrent: an LSTM as one input-projection GEMM over all steps, then per step a recurrence
+// GEMM on the MAC array and the gate arithmetic on the vector unit (engines that declare it).
+enum class LayerKind : uint8_t { Gemm, Vector, Move, View, Recurrent };
 
 enum class Act : uint8_t { None, Relu, Clip };
 
@@ -37,6 +39,8 @@ struct GemmGeom {
   int64_t n_img = 1, groups = 1, C = 0, H = 0, W = 0, O = 0, OH = 0, OW = 0;
   int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
   int64_t in_dil_h = 1, in_dil_w = 1;  // ConvTranspose as a conv over a zero-interleaved input
+  // Recurrent (LSTM) layers reuse the GEMM fields: M = steps, K = input size, N = 4 * hidden,
+  // batch = directions, n_img = sequence batch, C = hidden size.
   // matmul only: batch broadcasting of A and B
   std::vector<int64_t> batch_shape, a_batch_strides, b_batch_strides;
   bool b_const = false;    // B is packed weights (Conv, Gemm/MatMul with an initializer)

@@ -97,6 +97,7 @@ class Exec {
     switch (L.kind) {
       case LayerKind::Gemm: gemm(L, tasks); break;
       case LayerKind::View: view(L); break;
+      case LayerKind::Recurrent: lstm(L); break;
       case LayerKind::Move: move(L); break;
       case LayerKind::Vector: vector(L); break;
     }
@@ -234,6 +235,59 @@ class Exec {
     if (L.act == Act::Relu) return v > 0.f ? v : 0.f;
     if (L.act == Act::Clip) return std::min(std::max(v, L.clip_lo), L.clip_hi);
     return v;
+  }
+
+  // ---------------- recurrent (LSTM) ----------------
+  // Input projection P = X W^T for all steps (MAC array, k ascending, fp32 accumulate), stored
+  // FP16. Each step: acc = h_{t-1} R^T (MAC array), gates = fp16(acc + P_t + bias); i, o, f =
+  // sigmoid LUT, g = tanh LUT (each stored FP16); c_t = fp16(f*c + i*g); h_t = fp16(o * tanh LUT(c_t)).
+  void lstm(const Layer& L) {
+    const GemmGeom& g = L.g;
+    const Val& x = val(L.inputs[0]);
+    const int64_t T = g.M, Bn = g.n_img, I = g.K, N = g.N, H = g.C, dirs = g.batch;
+    const bool acc16 = hw_.mac.accumulator == AccumPrecision::FP16;
+    std::vector<float> Y(static_cast<size_t>(T * dirs * Bn * H)), Yh(static_cast<size_t>(dirs * Bn * H)), Yc(Yh.size());
+    const float* init_h = L.bias.data() + dirs * N;
+    const float* init_c = init_h + dirs * Bn * H;
+    for (int64_t d = 0; d < dirs; ++d) {
+      const float* Wt = L.weights.data() + d * (I + H) * N;
+      const float* Rt = Wt + I * N;
+      const float* bias = L.bias.data() + d * N;
+      std::vector<float> P(static_cast<size_t>(T * Bn * N), 0.f);
+      mac_tile(x.data->data(), I, Wt, N, P.data(), T * Bn, I, N, acc16);
+      for (auto& v : P) v = st(v);
+      std::vector<float> h(init_h + d * Bn * H, init_h + (d + 1) * Bn * H), c(init_c + d * Bn * H, init_c + (d + 1) * Bn * H);
+      std::vector<float> acc(static_cast<size_t>(Bn * N));
+      for (int64_t s = 0; s < T; ++s) {
+        const int64_t t = d == 0 ? s : T - 1 - s;  // the second direction runs backwards
+        std::fill(acc.begin(), acc.end(), 0.f);
+        mac_tile(h.data(), H, Rt, N, acc.data(), Bn, H, N, acc16);
+        for (int64_t b = 0; b < Bn; ++b) {
+          const float* pre = acc.data() + b * N;
+          const float* pt = P.data() + (t * Bn + b) * N;
+          for (int64_t j = 0; j < H; ++j) {
+            auto gate = [&](int q) { return st(pre[q * H + j] + pt[q * H + j] + bias[q * H + j]); };
+            const float i_ = st(lut_eval("sigmoid", gate(0)));
+            const float o_ = st(lut_eval("sigmoid", gate(1)));
+            const float f_ = st(lut_eval("sigmoid", gate(2)));
+            const float g_ = st(lut_eval("tanh", gate(3)));
+            float& cc = c[b * H + j];
+            cc = st(f_ * cc + i_ * g_);
+            h[b * H + j] = st(o_ * st(lut_eval("tanh", cc)));
+          }
+        }
+        for (int64_t b = 0; b < Bn; ++b)
+          std::copy(h.begin() + b * H, h.begin() + (b + 1) * H, Y.begin() + ((t * dirs + d) * Bn + b) * H);
+      }
+      std::copy(h.begin(), h.end(), Yh.begin() + d * Bn * H);
+      std::copy(c.begin(), c.end(), Yc.begin() + d * Bn * H);
+    }
+    const std::vector<float>* res[3] = {&Y, &Yh, &Yc};
+    for (size_t k = 0; k < L.outputs.size() && k < 3; ++k) {
+      if (L.outputs[k] < 0) continue;
+      Val& o = out(L.outputs[k]);
+      std::copy(res[k]->begin(), res[k]->end(), o.data->begin());
+    }
   }
 
   // ---------------- views and moves ----------------
