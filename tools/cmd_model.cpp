@@ -198,6 +198,8 @@ void add_model_commands(CLI::App& app) {
                  {"p90_ms", cd.p90 * 1e3}, {"min_ms", cd.min * 1e3}}},
         {"npu", {{"load_ms", npu_load * 1e3}, {"compile_ms", im.compile_seconds * 1e3},
                  {"timing_sim_ms", im.sim_seconds * 1e3}, {"functional_sim_ms", functional_s * 1e3},
+                 {"timing_sim_cycles_per_second", im.sim_seconds > 0 ? static_cast<double>(t.cycles) / im.sim_seconds : 0.0},
+                 {"functional_sim_cycles_per_second", functional_s > 0 ? static_cast<double>(t.cycles) / functional_s : 0.0},
                  {"latency_ms", npu_ms}, {"npu_ms", t.npu_seconds * 1e3}, {"dispatch_ms", t.dispatch_seconds * 1e3},
                  {"boundary_ms", t.boundary_seconds * 1e3}, {"cycles", t.cycles},
                  {"energy_mj", t.energy.total_pj() * 1e-9},

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "core/half.h"
+#include "core/parallel.h"
 #include "npu/sim/gemm_tile.h"
 
 namespace opennpu::npu {
@@ -266,6 +267,14 @@ struct Reasoner {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// A float tensor's values as float32 (one pass; the packers then index plain memory).
+std::vector<float> as_floats(const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  if (t.dtype() == DType::Float32) std::copy(t.data<float>(), t.data<float>() + t.numel(), v.begin());
+  else for (int64_t i = 0; i < t.numel(); ++i) v[static_cast<size_t>(i)] = static_cast<float>(t.get_f64(i));
+  return v;
+}
+
 // FP16 bytes of a tensor in DRAM, rows (last dim) padded to the engine's alignment.
 int64_t dram_bytes(const Shape& s, int64_t align) {
   if (s.empty()) return std::max<int64_t>(2, align);
@@ -369,21 +378,25 @@ class Lowering {
       g.K = (g.C / g.groups) * g.kh * g.kw;
       g.N = g.O / g.groups;
       g.b_const = true;
-      // Pack B[group][k=(c,i,j)][n] as FP16.
+      // Pack B[group][k=(c,i,j)][n] as FP16 (parallel over output channels; each writes its own column).
       L.weights.assign(static_cast<size_t>(g.groups * g.K * g.N), 0.f);
-      for (int64_t gr = 0; gr < g.groups; ++gr)
-        for (int64_t o = 0; o < g.N; ++o)
+      const std::vector<float> wf = as_floats(w);
+      parallel_for(g.groups * g.N, [&](int64_t a, int64_t e) {
+        for (int64_t go = a; go < e; ++go) {
+          const int64_t gr = go / g.N, o = go % g.N;
           for (int64_t c = 0; c < g.C / g.groups; ++c)
             for (int64_t i = 0; i < g.kh; ++i)
               for (int64_t j = 0; j < g.kw; ++j) {
-                double v;
+                float v;
                 if (tr)  // w: [C_in, O, kh, kw]; flipped spatially
-                  v = w.get_f64(((c * g.O + o) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j));
+                  v = wf[static_cast<size_t>(((c * g.O + o) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j))];
                 else
-                  v = w.get_f64((((gr * g.N + o) * (g.C / g.groups) + c) * g.kh + i) * g.kw + j);
+                  v = wf[static_cast<size_t>((((gr * g.N + o) * (g.C / g.groups) + c) * g.kh + i) * g.kw + j)];
                 int64_t k = (c * g.kh + i) * g.kw + j;
-                L.weights[static_cast<size_t>((gr * g.K + k) * g.N + o)] = round_f16(static_cast<float>(v));
+                L.weights[static_cast<size_t>((gr * g.K + k) * g.N + o)] = round_f16(v);
               }
+        }
+      });
       if (n.has_input(2)) {
         const Tensor& b = *r_.constant(n.inputs[2]);
         for (int64_t o = 0; o < b.numel(); ++o) L.bias.push_back(static_cast<float>(b.get_f64(o)));
@@ -469,12 +482,16 @@ class Lowering {
     g.b_const = true;
     int64_t nb = b.numel() / (g.K * g.N);
     L.weights.assign(static_cast<size_t>(nb * g.K * g.N), 0.f);
-    for (int64_t s = 0; s < nb; ++s)
-      for (int64_t k = 0; k < g.K; ++k)
+    const std::vector<float> bf = as_floats(b);
+    parallel_for(nb * g.K, [&](int64_t a, int64_t e) {
+      for (int64_t sk = a; sk < e; ++sk) {
+        const int64_t s = sk / g.K, k = sk % g.K;
         for (int64_t o = 0; o < g.N; ++o) {
           int64_t src = transposed ? s * g.K * g.N + o * g.K + k : s * g.K * g.N + k * g.N + o;
-          L.weights[static_cast<size_t>((s * g.K + k) * g.N + o)] = round_f16(static_cast<float>(b.get_f64(src)));
+          L.weights[static_cast<size_t>((s * g.K + k) * g.N + o)] = round_f16(bf[static_cast<size_t>(src)]);
         }
+      }
+    });
   }
 
   void lower_vector(Layer& L, const ir::Node& n) {
