@@ -113,6 +113,15 @@ int cmd_run(const std::string& model_path, const std::vector<std::string>& input
     lo.hardware = hw;
   }
   Model m = Model::load(model_path, lo);
+  if (device == "npu") {  // NPU only: refuse rather than fall back silently
+    std::string off;
+    int n_off = 0;
+    for (const auto& p : m.impl().program->placements)
+      if (!p.npu && n_off++ < 5) off += fmt::format("\n  node '{}' ({}): {}", p.node, p.op, p.reason);
+    if (n_off)
+      throw Error(fmt::format("--device npu: {} node(s) cannot run on {} (use --device all for CPU fallback):{}{}", n_off,
+                              m.impl().hw->name, off, n_off > 5 ? "\n  ..." : ""));
+  }
   NamedTensors feeds;
   for (const auto& in : inputs) {
     auto [k, v] = split_eq(in, "--input");
