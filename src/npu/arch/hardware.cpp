@@ -409,6 +409,10 @@ std::string hw_dir() {
     fs::path p = fs::path(exe) / ".." / "share" / "opennpu" / "hw";
     if (fs::is_directory(p, ec)) return fs::weakly_canonical(p, ec).string();
   }
+#ifdef OPENNPU_INSTALL_HW_DIR
+  // An installed library used by an app outside <prefix>/bin: the prefix configured at build time.
+  if (fs::is_directory(OPENNPU_INSTALL_HW_DIR, ec)) return OPENNPU_INSTALL_HW_DIR;
+#endif
   throw Error("cannot find the hardware presets directory: set OPENNPU_HW_DIR");
 }
 
