@@ -13,6 +13,7 @@
 #include "opennpu/runtime.h"
 #include "runtime/model_impl.h"
 #include "tools/commands.h"
+#include "tools/progress.h"
 
 using json = nlohmann::json;
 using namespace opennpu;
@@ -134,7 +135,10 @@ void add_model_commands(CLI::App& app) {
     lo.compute_units = ComputeUnits::all;
     lo.hardware = o->hw;
     lo.dims = parse_dims(o->dims);
+    Progress progress(!o->json_out);
+    lo.progress = [&progress](const std::string& stage, double) { progress.stage(stage); };
     Model m = Model::load(o->model, lo);
+    progress.done();
     const auto& im = m.impl();
     json nodes = plan_json(im);
     int on_npu = 0;
@@ -170,22 +174,28 @@ void add_model_commands(CLI::App& app) {
     LoadOptions lo;
     lo.threads = o->threads;
     lo.dims = parse_dims(o->dims);
+    Progress progress(!o->json_out);
+    lo.progress = [&progress](const std::string& stage, double) { progress.stage("CPU: " + stage); };
     double t0 = now_s();
     Model cpu = Model::load(o->model, lo);
     double cpu_load = now_s() - t0;
     NamedTensors feeds = make_inputs(cpu, o->inputs, o->seed);
+    progress.stage("CPU: timing predictions");
     Dist cd = time_runs(cpu, feeds, o->runs, o->warmup);
 
     lo.compute_units = ComputeUnits::all;
     lo.hardware = o->hw;
+    lo.progress = [&progress](const std::string& stage, double) { progress.stage("NPU: " + stage); };
     t0 = now_s();
     Model npu = Model::load(o->model, lo);
     double npu_load = now_s() - t0;
     const auto& im = npu.impl();
     // CPU segments of the partitioned model are timed by running them (one functional run).
+    progress.stage("NPU: functional simulation");
     double t1 = now_s();
     npu.predict(feeds);
     double functional_s = now_s() - t1;
+    progress.done();
     const auto& t = im.timing;
     int on_npu = 0;
     for (const auto& p : im.program->placements) on_npu += p.npu;

@@ -18,6 +18,7 @@
 #include "opennpu/runtime.h"
 #include "runtime/model_impl.h"
 #include "tools/commands.h"
+#include "tools/progress.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -112,6 +113,8 @@ int cmd_run(const std::string& model_path, const std::vector<std::string>& input
     lo.compute_units = ComputeUnits::all;
     lo.hardware = hw;
   }
+  Progress progress(!as_json);
+  lo.progress = [&progress](const std::string& stage, double) { progress.stage(stage); };
   Model m = Model::load(model_path, lo);
   if (device == "npu") {  // NPU only: refuse rather than fall back silently
     std::string off;
@@ -127,7 +130,9 @@ int cmd_run(const std::string& model_path, const std::vector<std::string>& input
     auto [k, v] = split_eq(in, "--input");
     feeds[k] = load_input(v);
   }
+  progress.stage(m.impl().uses_npu() ? "predict (NPU functional simulation + CPU segments)" : "predict");
   NamedTensors out = m.predict(feeds);
+  progress.done();
   if (!out_dir.empty()) {
     std::error_code ec;
     fs::create_directories(out_dir, ec);

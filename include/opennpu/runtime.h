@@ -6,6 +6,7 @@
 //
 // predict() is safe to call from several threads on one Model.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +25,9 @@ struct LoadOptions {
   int threads = 0;                       // 0 = all hardware threads
   std::map<std::string, int64_t> dims;   // binds symbolic input dims (--dim NAME=VALUE)
   bool optimize = true;                  // run graph passes (constant folding, Conv+BN, dead code)
+  // Called as load() moves through its stages ("import", "optimize", "compile", "cache"), with
+  // the seconds elapsed since load() began; the CLI draws its progress line from it.
+  std::function<void(const std::string& stage, double elapsed_s)> progress;
 };
 
 struct TensorInfo {

@@ -113,13 +113,21 @@ Model Model::load(const std::string& path, const LoadOptions& opts) {
   } else {
     onnx_import::ImportOptions io;
     io.dims = opts.dims;
+    auto t_load = std::chrono::steady_clock::now();
+    auto stage = [&](const char* name) {
+      if (opts.progress) opts.progress(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count());
+    };
+    stage("import");
     impl->model = onnx_import::load_model(path, io);
+    stage("optimize");
     if (opts.optimize) optimize_graph(impl->model, use_npu);
+    if (use_npu) stage("compile");
     if (use_npu) {
       auto t0 = std::chrono::steady_clock::now();
       impl->program = std::make_unique<npu::Program>(npu::compile(impl->model, *impl->hw));
       impl->compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
+    stage("cache");
     cache::store(lk, path, impl->model, impl->program.get());
   }
   // ---- end of compiled-model cache ----

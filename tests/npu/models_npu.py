@@ -8,9 +8,8 @@ CPU fallback) against `opennpu run` (CPU, fp32) on the model's seeded input: eve
 similarity >= 0.999 and, for the classifiers, the same top-1 class; and `opennpu plan --json`:
 every node placed on the CPU must say why (non-empty reason).
 lstm: on ane_m1 the LSTM stays on the CPU with a reason about recurrent layers; on systolic_32x32
-(which declares recurrent layers) the compiler does not lower LSTM yet — that check is reported as
-an expected failure (XFAIL, printed), and flips to XPASS (printed, asking to tighten this test)
-once LSTM is lowered.
+(which declares recurrent layers) it runs on the NPU (lowered to an input-projection GEMM plus
+per-step recurrence GEMMs and LUT gate arithmetic).
 Exit 0 = pass, 1 = fail, 77 = skip (models not exported: run scripts/export_models.py).
 """
 import json
@@ -126,16 +125,9 @@ def main():
                     check(all(n["device"] == "cpu" and "recurrent" in n["reason"].lower() for n in lstm),
                           "LSTM on the CPU with a reason about recurrent layers")
                 elif hw == "systolic_32x32":
-                    # Holds now: the LSTM's placement is explained whichever way it goes.
-                    check(all(n["device"] == "npu" or n["reason"] for n in lstm), "LSTM placement explained")
-                    # TODO(expected failure): systolic_32x32 declares LSTM; once the compiler lowers
-                    # recurrent layers to MatMul + vector steps the LSTM must run on the NPU.
-                    if all(n["device"] == "npu" for n in lstm):
-                        print("  XPASS LSTM runs on the NPU of systolic_32x32: make this check strict in "
-                              "tests/npu/models_npu.py")
-                    else:
-                        print("  XFAIL (expected failure, TODO) LSTM not on the NPU of systolic_32x32: "
-                              + "; ".join(n["reason"] for n in lstm))
+                    # systolic_32x32 declares recurrent layers: the LSTM must run on its NPU (the
+                    # cosine check above covers its values).
+                    check(all(n["device"] == "npu" for n in lstm), "LSTM runs on the NPU of systolic_32x32")
     print(f"{name}: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
