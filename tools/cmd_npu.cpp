@@ -57,6 +57,7 @@ json hw_json(const HardwareConfig& h) {
   j["memory"] = {{"dram_bandwidth_gbps", h.memory.dram_bandwidth_gbps},
                  {"dram_latency_ns", h.memory.dram_latency_ns},
                  {"system_cache_bytes", h.memory.system_cache_bytes},
+                 {"system_cache_bandwidth_gbps", h.memory.system_cache_bytes_per_second() / 1e9},
                  {"row_alignment_bytes", h.memory.row_alignment_bytes}};
   j["support"] = {{"ops", h.ops}, {"dtypes", h.dtypes}};
   j["energy"] = {{"pj_per_mac_fp16", h.energy.pj_per_mac_fp16},
@@ -126,6 +127,9 @@ int cmd_hw_show(const std::string& what, bool as_json) {
   line("memory.system_cache_bytes",
        h.memory.system_cache_bytes ? fmt::format("{} ({})", h.memory.system_cache_bytes, mib(h.memory.system_cache_bytes))
                                    : "none");
+  line("memory.system_cache_bandwidth_gbps",
+       h.memory.system_cache_bandwidth_gbps > 0 ? fmt::format("{}", h.memory.system_cache_bandwidth_gbps)
+                                                : fmt::format("unset (2x DRAM = {} GB/s)", h.memory.system_cache_bytes_per_second() / 1e9));
   line("memory.row_alignment_bytes", std::to_string(h.memory.row_alignment_bytes));
   line("support.dtypes", fmt::format("{}", fmt::join(h.dtypes, " ")));
   line("support.ops", fmt::format("{} ops: {}", h.ops.size(), fmt::join(h.ops, " ")));

@@ -161,8 +161,10 @@ int cmd_run(const std::string& model_path, const std::vector<std::string>& input
     flops_all = flops_npu + cpu_flops_estimate(im);
     int on_npu = 0;
     for (const auto& p : im.program->placements) on_npu += p.npu;
+    const double cpu_s = im.last_cpu_seconds;
     json s = {{"hardware", im.hw->name},
-              {"latency_ms", t.total_seconds() * 1e3},
+              {"latency_ms", (t.total_seconds() + cpu_s) * 1e3},
+              {"cpu_segments_ms", cpu_s * 1e3},
               {"npu_ms", t.npu_seconds * 1e3},
               {"dispatch_ms", t.dispatch_seconds * 1e3},
               {"energy_mj", t.energy.total_pj() * 1e-9},
@@ -173,9 +175,9 @@ int cmd_run(const std::string& model_path, const std::vector<std::string>& input
               {"flops_on_npu_share", flops_all ? static_cast<double>(flops_npu) / flops_all : 0.0}};
     j["npu"] = s;
     if (!as_json)
-      std::cout << fmt::format("simulated on {}: {:.3f} ms (NPU {:.3f} ms + dispatch {:.3f} ms), {:.3f} mJ, "
-                               "{}/{} nodes and {:.1f}% of FLOPs on the NPU, MAC utilization {:.1f}%\n",
-                               im.hw->name, t.total_seconds() * 1e3, t.npu_seconds * 1e3, t.dispatch_seconds * 1e3,
+      std::cout << fmt::format("simulated on {}: {:.3f} ms (NPU {:.3f} ms + dispatch {:.3f} ms + CPU segments {:.3f} ms "
+                               "measured here), {:.3f} mJ, {}/{} nodes and {:.1f}% of FLOPs on the NPU, MAC utilization {:.1f}%\n",
+                               im.hw->name, (t.total_seconds() + cpu_s) * 1e3, t.npu_seconds * 1e3, t.dispatch_seconds * 1e3, cpu_s * 1e3,
                                t.energy.total_pj() * 1e-9, on_npu, im.program->placements.size(),
                                100.0 * s["flops_on_npu_share"].get<double>(), 100 * t.mac_utilization);
   }
@@ -248,7 +250,12 @@ int main(int argc, char** argv) {
   bool as_json = false;
   uint64_t max_mem_mb = 0;
   app.add_option("--max-memory", max_mem_mb, "Largest single tensor in MiB (default 16384)")
-      ->each([](const std::string& v) { set_max_tensor_bytes(std::stoull(v) << 20); });
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40))
+      ->each([](const std::string& v) {
+        char* end = nullptr;
+        unsigned long long mb = std::strtoull(v.c_str(), &end, 10);
+        if (!v.empty() && !*end && mb > 0 && mb < (1ull << 40)) set_max_tensor_bytes(mb << 20);
+      });
 
   auto* run = app.add_subcommand("run", "Run a model on the given inputs and write its outputs as .npy");
   run->add_option("model", model, "ONNX model file")->required();
@@ -277,7 +284,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help/--version exit 0; any usage error prints CLI11's message and exits 2.
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
   } catch (const CommandDone& d) {
     return d.rc;
   } catch (const Error& e) {

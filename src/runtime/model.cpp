@@ -163,6 +163,7 @@ NamedTensors Model::Impl::predict_partitioned(const NamedTensors& feeds) const {
   npu::ValueMap values;
   for (const auto& [k, v] : model.graph.initializers) values[k] = v;
   for (const auto& [k, v] : feeds) values[k] = v;
+  double cpu_s = 0;
   for (size_t si = 0; si < program->segments.size(); ++si) {
     const auto& seg = program->segments[si];
     if (seg.npu) {
@@ -170,11 +171,14 @@ NamedTensors Model::Impl::predict_partitioned(const NamedTensors& feeds) const {
       continue;
     }
     const CpuSegment& cs = *cpu_segments[si];
+    auto c0 = std::chrono::steady_clock::now();
     cpu::Scope scope;
     for (const auto& [k, v] : values) scope.values.emplace(k, v);
     auto outs = cs.exec->run_graph(cs.model.graph, scope, cs.outputs);
     for (size_t i = 0; i < outs.size(); ++i) values[cs.outputs[i]] = outs[i];
+    cpu_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
   }
+  last_cpu_seconds = cpu_s;
   NamedTensors out;
   for (const auto& o : model.graph.outputs) {
     auto it = values.find(o.name);

@@ -1,5 +1,6 @@
 // runtime/model_impl.h — what a loaded Model holds (internal; tools and tests may read it).
 #pragma once
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -34,6 +35,10 @@ struct Model::Impl {
   bool cache_hit = false;
   std::string cache_file;     // "" when the cache is disabled
   double cache_seconds = 0;   // hashing the model + reading the entry
+
+  // Wall time of the CPU segments in the most recent partitioned predict (they are timed by
+  // running them: part of the NPU-with-fallback latency).
+  mutable std::atomic<double> last_cpu_seconds{0};
 
   bool uses_npu() const { return program != nullptr; }
   NamedTensors predict_partitioned(const NamedTensors& inputs) const;

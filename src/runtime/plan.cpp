@@ -15,6 +15,7 @@ const char* layer_kind_name(npu::LayerKind k) {
     case npu::LayerKind::Gemm: return "mac";
     case npu::LayerKind::Vector: return "vector";
     case npu::LayerKind::Move: return "dma";
+    case npu::LayerKind::Recurrent: return "recurrent";
     default: return "view";
   }
 }
