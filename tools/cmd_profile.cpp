@@ -11,6 +11,7 @@
 #include "core/npy.h"
 #include "opennpu/runtime.h"
 #include "runtime/report.h"
+#include "tools/cli_util.h"
 #include "tools/commands.h"
 
 using json = nlohmann::json;
@@ -18,47 +19,7 @@ using namespace opennpu;
 
 namespace {
 
-std::map<std::string, int64_t> parse_dims(const std::vector<std::string>& dims) {
-  std::map<std::string, int64_t> out;
-  for (const auto& d : dims) {
-    auto p = d.find('=');
-    if (p == std::string::npos || p == 0) throw Error("--dim '" + d + "' must look like NAME=VALUE");
-    std::string v = d.substr(p + 1);
-    char* end = nullptr;
-    long long x = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end || x < 0) throw Error(fmt::format("--dim {}: '{}' is not a non-negative integer", d.substr(0, p), v));
-    out[d.substr(0, p)] = x;
-  }
-  return out;
-}
 
-// Seeded inputs: floats uniform in [0,1), other dtypes zero (as `opennpu bench` makes them);
-// --input NAME=FILE.npy overrides.
-NamedTensors make_inputs(const Model& m, const std::vector<std::string>& files, uint64_t seed) {
-  NamedTensors feeds;
-  for (const auto& f : files) {
-    auto p = f.find('=');
-    if (p == std::string::npos || p == 0) throw Error("--input '" + f + "' must look like NAME=FILE.npy");
-    feeds[f.substr(0, p)] = read_npy(f.substr(p + 1));
-  }
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(0.f, 1.f);
-  for (const auto& in : m.inputs()) {
-    if (feeds.count(in.name)) continue;
-    Shape s;
-    for (size_t d = 0; d < in.shape.size(); ++d) {
-      if (in.shape[d] < 0)
-        throw Error(fmt::format("input '{}' has a symbolic dimension '{}': bind it with --dim {}=VALUE", in.name,
-                                in.dim_names[d], in.dim_names[d].empty() ? "NAME" : in.dim_names[d]));
-      s.push_back(in.shape[d]);
-    }
-    Tensor t(in.dtype, s);
-    if (in.dtype == DType::Float32)
-      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
-    feeds[in.name] = t;
-  }
-  return feeds;
-}
 
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);
