@@ -214,6 +214,23 @@ void depthwise_direct(const ConvGeom& g, const Tc* x, const Tc* w, const Tc* bia
 // Upper bound on one im2col block (elements); bigger outputs are done in column blocks.
 constexpr int64_t kMaxColElems = int64_t(1) << 23;  // 32 MiB of float
 
+// Runs run_task(t, scratch) for every (image, group) pair t = n * G + group: one per thread when
+// there are enough of them (OpenBLAS then runs single-threaded inside), else serially so each
+// GEMM can use every thread. Each thread keeps its own scratch (column) buffer.
+template <class Tc, class Task>
+void for_each_image_group(const ConvGeom& g, Task&& run_task) {
+  const int64_t tasks = g.N * g.G;
+  if (tasks > 1 && tasks >= num_threads()) {
+    parallel_for(tasks, [&](int64_t lo, int64_t hi) {
+      std::vector<Tc> col;
+      for (int64_t t = lo; t < hi; ++t) run_task(t, col);
+    });
+  } else {
+    std::vector<Tc> col;
+    for (int64_t t = 0; t < tasks; ++t) run_task(t, col);
+  }
+}
+
 template <class Tc>
 void conv_forward(const ConvGeom& g, const Tc* x, const Tc* w, const Tc* bias, Tc* y) {
   if (g.G > 1 && g.Cg == 1 && g.nsp <= 2) { depthwise_direct(g, x, w, bias, y); return; }
@@ -241,25 +258,19 @@ void conv_forward(const ConvGeom& g, const Tc* x, const Tc* w, const Tc* bias, T
       gemm(false, false, g.Mg, P, Kd, Tc(1), wg, Kd, col.data(), P, beta, yg + p0, g.out_size);
     }
   };
-  const int64_t tasks = g.N * g.G;
-  if (tasks > 1 && tasks >= num_threads()) {
-    parallel_for(tasks, [&](int64_t lo, int64_t hi) {
-      std::vector<Tc> col;
-      for (int64_t t = lo; t < hi; ++t) run_task(t, col);
-    });
-  } else {
-    std::vector<Tc> col;
-    for (int64_t t = 0; t < tasks; ++t) run_task(t, col);
-  }
+  for_each_image_group<Tc>(g, run_task);
 }
 
-void Conv(KernelContext& ctx) {
+// Conv and ConvTranspose share their kernel shell: dtype checks, geometry, output allocation and
+// widening to the compute type; `forward` is conv_forward or convtranspose_forward.
+template <class Geometry, class Forward>
+void conv_kernel(KernelContext& ctx, Geometry geometry, Forward forward, const char* name) {
   const Tensor& X = ctx.input(0);
   const Tensor& W = ctx.input(1);
   const Tensor* B = ctx.optional_input(2);
   check_dtype_in(ctx, X, {DT::Float16, DT::Float32, DT::Float64}, "input X");
   ctx.check(W.dtype() == X.dtype() && (!B || B->dtype() == X.dtype()), "X, W and B must share one dtype");
-  const ConvGeom g = conv_geometry(ctx, X, W, B);
+  const ConvGeom g = geometry(ctx, X, W, B);
   Shape out = {g.N, g.M};
   out.insert(out.end(), g.out.begin(), g.out.end());
   Tensor& Y = ctx.alloc_output(0, X.dtype(), out);
@@ -267,8 +278,15 @@ void Conv(KernelContext& ctx) {
     using Tc = typename decltype(tag)::type;
     std::vector<Tc> tx, tw, tb;
     OutBuf<Tc> y(Y);
-    conv_forward<Tc>(g, widen(X, tx), widen(W, tw), B ? widen(*B, tb) : nullptr, y.data());
+    const Tc* bias = B ? widen(*B, tb) : nullptr;
+    forward(g, widen(X, tx), widen(W, tw), bias, y.data());
     y.commit();
+  }, name);
+}
+
+void Conv(KernelContext& ctx) {
+  conv_kernel(ctx, conv_geometry, [](const ConvGeom& g, const auto* x, const auto* w, const auto* b, auto* y) {
+    conv_forward(g, x, w, b, y);
   }, "Conv");
 }
 
@@ -377,34 +395,12 @@ void convtranspose_forward(const ConvGeom& g, const Tc* x, const Tc* w, const Tc
     gemm(true, false, R, g.in_size, g.Cg, Tc(1), wg, R, xg, g.in_size, Tc(0), col.data(), g.in_size);
     col2im(g, col.data(), yg);
   };
-  const int64_t tasks = g.N * g.G;
-  if (tasks > 1 && tasks >= num_threads()) {
-    parallel_for(tasks, [&](int64_t lo, int64_t hi) {
-      std::vector<Tc> col;
-      for (int64_t t = lo; t < hi; ++t) run_task(t, col);
-    });
-  } else {
-    std::vector<Tc> col;
-    for (int64_t t = 0; t < tasks; ++t) run_task(t, col);
-  }
+  for_each_image_group<Tc>(g, run_task);
 }
 
 void ConvTranspose(KernelContext& ctx) {
-  const Tensor& X = ctx.input(0);
-  const Tensor& W = ctx.input(1);
-  const Tensor* B = ctx.optional_input(2);
-  check_dtype_in(ctx, X, {DT::Float16, DT::Float32, DT::Float64}, "input X");
-  ctx.check(W.dtype() == X.dtype() && (!B || B->dtype() == X.dtype()), "X, W and B must share one dtype");
-  const ConvGeom g = convtranspose_geometry(ctx, X, W, B);
-  Shape out = {g.N, g.M};
-  out.insert(out.end(), g.out.begin(), g.out.end());
-  Tensor& Y = ctx.alloc_output(0, X.dtype(), out);
-  dispatch_compute(X.dtype(), [&](auto tag) {
-    using Tc = typename decltype(tag)::type;
-    std::vector<Tc> tx, tw, tb;
-    OutBuf<Tc> y(Y);
-    convtranspose_forward<Tc>(g, widen(X, tx), widen(W, tw), B ? widen(*B, tb) : nullptr, y.data());
-    y.commit();
+  conv_kernel(ctx, convtranspose_geometry, [](const ConvGeom& g, const auto* x, const auto* w, const auto* b, auto* y) {
+    convtranspose_forward(g, x, w, b, y);
   }, "ConvTranspose");
 }
 
