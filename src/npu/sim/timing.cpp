@@ -22,7 +22,6 @@ TimingResult simulate_timing(const Program& p, const HardwareConfig& hw) {
 
   // DRAM: bytes per NPU cycle for the whole SoC, and a fixed latency per transfer.
   const double bytes_per_cycle = hw.dram_bytes_per_second() / (hw.clock_ghz * 1e9);
-  auto bytes_per_cycle_dram = [&] { return bytes_per_cycle; };
   const int64_t latency = static_cast<int64_t>(std::ceil(hw.memory.dram_latency_ns * hw.clock_ghz));
   double dram_free = 0;
 
@@ -47,7 +46,7 @@ TimingResult simulate_timing(const Program& p, const HardwareConfig& hw) {
       lru_pos[victim] = lru.end();
       slc_used -= slc_size[victim];
       writeback_bytes += slc_size[victim];  // dirty activations go back to DRAM
-      dram_free += static_cast<double>(slc_size[victim]) / bytes_per_cycle_dram();
+      dram_free += static_cast<double>(slc_size[victim]) / bytes_per_cycle;
       slc_size[victim] = 0;
     }
     lru.push_front(b);
@@ -59,9 +58,6 @@ TimingResult simulate_timing(const Program& p, const HardwareConfig& hw) {
   // knows liveness); the model's outputs are read by the host, so they stay live.
   std::vector<int64_t> reads_left(p.buffers.size(), 0);
   for (const Task& t : p.tasks) if (t.engine == Engine::DmaIn && t.buf >= 0) reads_left[t.buf]++;
-  for (const auto& seg : p.segments)
-    for (int li : seg.layers)
-      for (int b : p.layers[li].outputs) if (b >= 0) reads_left[b] += 0;
   auto slc_drop_if_dead = [&](int b) {
     if (b < 0 || reads_left[b] > 0 || lru_pos[b] == lru.end() || p.buffers[b].graph_output) return;
     lru.erase(lru_pos[b]);
