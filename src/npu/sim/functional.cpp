@@ -90,7 +90,6 @@ class Exec {
     std::copy(v.data->begin(), v.data->end(), t.data<float>());
     return t;
   }
-  bool has(int buf) const { return vals_[buf].data != nullptr; }
 
   void run_layer(int li, const std::vector<const Task*>& tasks) {
     const Layer& L = p_.layers[li];
@@ -762,8 +761,22 @@ class Exec {
 
 void run_segment(const Program& p, const Segment& s, const HardwareConfig& hw, ValueMap& values) {
   Exec ex(p, hw);
-  // Constants and inputs.
+  // Load the operands the segment's layers read from the value store: inputs produced outside
+  // the segment and constant parameters. GEMM, recurrent and depthwise layers hold their weights
+  // and biases packed in the Program (inputs 1.. when constant), so those tensors are not
+  // converted again on every prediction.
+  std::vector<bool> needed(p.buffers.size(), false);
+  for (int li : s.layers) {
+    const Layer& L = p.layers[li];
+    const bool packed = L.kind == LayerKind::Gemm || L.kind == LayerKind::Recurrent ||
+                        (L.kind == LayerKind::Vector && L.op == "Conv");
+    for (size_t i = 0; i < L.inputs.size(); ++i) {
+      const int b = L.inputs[i];
+      if (b >= 0 && !(packed && i >= 1 && p.buffers[b].constant)) needed[b] = true;
+    }
+  }
   for (size_t b = 0; b < p.buffers.size(); ++b) {
+    if (!needed[b]) continue;
     auto it = values.find(p.buffers[b].name);
     if (it != values.end()) ex.set_input(static_cast<int>(b), it->second);
   }
