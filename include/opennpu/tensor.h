@@ -53,6 +53,11 @@ class Tensor {
   Tensor(DType dtype, Shape shape);
   // Wraps caller memory without copying; the caller keeps it alive while the Tensor is used.
   static Tensor borrow(DType dtype, Shape shape, void* data);
+  // Wraps a shared buffer of `capacity` bytes (e.g. from a BufferPool); contents as they are.
+  // Throws when the shape needs more than `capacity` bytes. Not for strings.
+  static Tensor adopt(DType dtype, Shape shape, std::shared_ptr<std::byte[]> buffer, size_t capacity);
+  // How many Tensors share this one's buffer (1: no alias; 0: borrowed or no buffer).
+  long buffer_use_count() const { return owner_.use_count(); }
   // Scalar helpers.
   static Tensor scalar_f32(float v);
   static Tensor scalar_i64(int64_t v);

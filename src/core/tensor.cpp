@@ -105,6 +105,23 @@ Tensor Tensor::borrow(DType dtype, Shape shape, void* data) {
   return t;
 }
 
+Tensor Tensor::adopt(DType dtype, Shape shape, std::shared_ptr<std::byte[]> buffer, size_t capacity) {
+  if (dtype == DType::String) throw Error("Tensor::adopt: string tensors own their storage");
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.numel_ = checked_numel(t.shape_);
+  const uint64_t es = dtype_size(dtype);
+  if (es != 0 && static_cast<uint64_t>(t.numel_) > max_tensor_bytes() / es)
+    throw Error(fmt::format("tensor of {} {} elements exceeds the memory limit of {} bytes (--max-memory)",
+                            shape_str(t.shape_), dtype_name(dtype), max_tensor_bytes()));
+  if (t.nbytes() > capacity)
+    throw Error(fmt::format("Tensor::adopt: shape {} needs {} bytes, buffer has {}", shape_str(t.shape_), t.nbytes(), capacity));
+  t.ptr_ = buffer.get();
+  t.owner_ = std::move(buffer);
+  return t;
+}
+
 Tensor Tensor::scalar_f32(float v) { Tensor t(DType::Float32, {}); *t.data<float>() = v; return t; }
 Tensor Tensor::scalar_i64(int64_t v) { Tensor t(DType::Int64, {}); *t.data<int64_t>() = v; return t; }
 

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "cpu/fast/fuse.h"
+
 namespace opennpu::cpu {
 
 const Tensor* Scope::find(const std::string& n) const {
@@ -36,8 +38,77 @@ void collect_kernels(const ir::Model& m, const ir::Graph& g, std::unordered_map<
 }
 }  // namespace
 
-Executor::Executor(const ir::Model& model, RunOptions opts) : model_(model), opts_(std::move(opts)) {
-  collect_kernels(model_, model_.graph, kernels_, nullptr);
+Executor::Executor(const ir::Model& model, RunOptions opts)
+    : model_(&model), orig_graph_(&model.graph), opts_(std::move(opts)) {
+  if (opts_.fast) {
+    // A private copy (initializer buffers are shared, not copied) that the CPU passes rewrite.
+    owned_ = std::make_unique<ir::Model>(model);
+    owned_->opsets[kCpuDomain] = 1;
+    passes_ = optimize_for_cpu(*owned_);
+    model_ = owned_.get();
+  }
+  collect_kernels(*model_, model_->graph, kernels_, nullptr);
+  plan_graph(model_->graph);
+  if (opts_.fast) prepare_fast(model_->graph);
+}
+
+void Executor::plan_graph(const ir::Graph& g) {
+  GraphPlan& p = plans_[&g];
+  std::unordered_map<std::string, int> produced_at;
+  for (size_t ni = 0; ni < g.nodes.size(); ++ni) {
+    const auto& n = g.nodes[ni];
+    p.reads.push_back(ir::node_reads(n));
+    for (const auto& r : p.reads.back()) p.readers[r]++;
+    for (const auto& o : n.outputs) if (!o.empty()) produced_at[o] = static_cast<int>(ni);
+    for (const auto& [_, a] : n.attrs) {
+      if (a.kind == ir::Attribute::Kind::Graph && a.g) plan_graph(*a.g);
+      if (a.kind == ir::Attribute::Kind::Graphs)
+        for (const auto& sg : a.graphs) if (sg) plan_graph(*sg);
+    }
+  }
+  std::unordered_map<std::string, int> seen;  // reads so far
+  for (size_t ni = 0; ni < g.nodes.size(); ++ni) {
+    const auto& n = g.nodes[ni];
+    bool has_subgraph = false;
+    for (const auto& [_, a] : n.attrs)
+      has_subgraph |= a.kind == ir::Attribute::Kind::Graph || a.kind == ir::Attribute::Kind::Graphs;
+    std::vector<bool> reuse(n.inputs.size(), false);
+    for (const auto& r : p.reads[ni]) seen[r]++;
+    for (size_t i = 0; i < n.inputs.size() && !has_subgraph; ++i) {
+      const std::string& v = n.inputs[i];
+      if (v.empty() || !produced_at.count(v) || g.is_initializer(v)) continue;
+      bool is_output = false;
+      for (const auto& o : g.outputs) is_output |= o.name == v;
+      reuse[i] = !is_output && seen[v] == p.readers[v];  // no node after this one reads v
+    }
+    p.may_reuse.push_back(std::move(reuse));
+  }
+}
+
+void Executor::prepare_fast(const ir::Graph& g) {
+  for (const auto& n : g.nodes) {
+    PrepareContext pc(*model_, g, n);
+    std::string why;
+    auto k = fast_registry().prepare(pc, &why);
+    if (k) prepared_[&n] = std::move(k);
+    else if (!why.empty()) why_not_fast_[&n] = why;
+    for (const auto& [_, a] : n.attrs) {
+      if (a.kind == ir::Attribute::Kind::Graph && a.g) prepare_fast(*a.g);
+      if (a.kind == ir::Attribute::Kind::Graphs)
+        for (const auto& sg : a.graphs) if (sg) prepare_fast(*sg);
+    }
+  }
+}
+
+std::vector<Executor::NodeImpl> Executor::implementations() const {
+  std::vector<NodeImpl> out;
+  for (const auto& n : model_->graph.nodes) {
+    NodeImpl ni{n.name, (n.domain.empty() || n.domain == "ai.onnx" ? "" : n.domain + ".") + n.op_type, "reference", ""};
+    if (auto it = prepared_.find(&n); it != prepared_.end()) ni.impl = it->second->name();
+    if (auto it = why_not_fast_.find(&n); it != why_not_fast_.end()) ni.why_not_fast = it->second;
+    out.push_back(std::move(ni));
+  }
+  return out;
 }
 
 std::vector<std::string> Executor::unsupported_nodes(const ir::Model& model) {
@@ -98,12 +169,15 @@ void check_feeds(const ir::Graph& g, const std::map<std::string, Tensor>& feeds)
   }
 }
 
-std::vector<Tensor> Executor::run_graph(const ir::Graph& g, const Scope& scope, const std::vector<std::string>& wanted) const {
+std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& scope, const std::vector<std::string>& wanted) const {
+  const ir::Graph& g = resolve(graph);
+  const bool top = &g == &model_->graph;
+  auto pit = plans_.find(&g);
+  if (pit == plans_.end()) throw Error(fmt::format("graph '{}' is not part of the model this executor prepared", g.name));
+  const GraphPlan& plan = pit->second;
   // Count readers so intermediate values are freed after their last use.
-  std::unordered_map<std::string, int> readers;
-  for (const auto& n : g.nodes)
-    for (const auto& r : ir::node_reads(n)) readers[r]++;
-  for (const auto& w : wanted) readers[w] += 1 << 20;  // keep graph outputs
+  std::unordered_map<std::string, int> readers = plan.readers;
+  for (const auto& w : wanted) readers[w] += 1 << 20;  // keep the wanted values
 
   Scope local;
   local.parent = &scope;
@@ -121,7 +195,8 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& g, const Scope& scope, 
     return run_graph(sg, sub, outs);
   };
 
-  for (const auto& n : g.nodes) {
+  for (size_t ni = 0; ni < g.nodes.size(); ++ni) {
+    const ir::Node& n = g.nodes[ni];
     std::vector<const Tensor*> ins(n.inputs.size(), nullptr);
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       if (n.inputs[i].empty()) continue;
@@ -129,19 +204,31 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& g, const Scope& scope, 
       if (!ins[i]) throw Error(fmt::format("{}: input '{}' has no value", n.where(), n.inputs[i]));
     }
     const KernelDef* k = kernel_for(n);
-    int64_t opset = model_.opset(n.domain == "ai.onnx" ? "" : n.domain);
+    int64_t opset = model_->opset(n.domain == "ai.onnx" ? "" : n.domain);
+    // In place: an input this node reads for the last time, produced in this graph (not a feed,
+    // an outer value or an initializer), not a graph output, sharing its buffer with nothing.
+    std::vector<bool> reusable(ins.size(), false);
+    for (size_t i = 0; i < ins.size(); ++i) {
+      if (!ins[i] || !plan.may_reuse[ni][i] || readers[n.inputs[i]] >= (1 << 20)) continue;
+      auto lv = local.values.find(n.inputs[i]);
+      reusable[i] = lv != local.values.end() && &lv->second == ins[i] && ins[i]->buffer_use_count() == 1;
+    }
     KernelContext ctx(n, std::move(ins), opset, runner);
+    ctx.set_max_loop_iterations(opts_.max_loop_iterations);
+    ctx.set_pool(pool_.get());
+    ctx.set_reusable(std::move(reusable));
     auto t0 = std::chrono::steady_clock::now();
-    k->fn(ctx);
-    if (opts_.on_node && &g == &model_.graph)
+    if (auto pk = prepared_.find(&n); pk != prepared_.end()) pk->second->run(ctx);
+    else k->fn(ctx);
+    if (opts_.on_node && top)
       opts_.on_node(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     for (size_t i = 0; i < n.outputs.size(); ++i) {
       if (n.outputs[i].empty()) continue;
       if (ctx.outputs()[i].empty_value()) throw Error(fmt::format("{}: kernel did not produce output {}", n.where(), i));
-      if (opts_.on_value && &g == &model_.graph) opts_.on_value(n.outputs[i], ctx.outputs()[i]);
+      if (opts_.on_value && top) opts_.on_value(n.outputs[i], ctx.outputs()[i]);
       local.values[n.outputs[i]] = std::move(ctx.outputs()[i]);
     }
-    for (const auto& r : ir::node_reads(n)) {
+    for (const auto& r : plan.reads[ni]) {
       auto it = readers.find(r);
       if (it != readers.end() && --it->second == 0) local.values.erase(r);
     }
@@ -156,12 +243,12 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& g, const Scope& scope, 
 }
 
 std::map<std::string, Tensor> Executor::run(const std::map<std::string, Tensor>& feeds) const {
-  check_feeds(model_.graph, feeds);
+  check_feeds(model_->graph, feeds);
   Scope root;
   for (const auto& [k, v] : feeds) root.values.emplace(k, v);
   std::vector<std::string> wanted;
-  for (const auto& o : model_.graph.outputs) wanted.push_back(o.name);
-  auto vals = run_graph(model_.graph, root, wanted);
+  for (const auto& o : model_->graph.outputs) wanted.push_back(o.name);
+  auto vals = run_graph(model_->graph, root, wanted);
   std::map<std::string, Tensor> out;
   for (size_t i = 0; i < wanted.size(); ++i) out[wanted[i]] = vals[i];
   return out;

@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/buffer_pool.h"
+#include "cpu/fast/fast.h"
 #include "cpu/kernel.h"
 #include "ir/graph.h"
 
@@ -23,6 +25,11 @@ struct Scope {
 
 struct RunOptions {
   int64_t max_loop_iterations = 1'000'000;  // bound on Loop trip counts (bad-input guard)
+  // Fast path: run the CPU graph passes (cpu/fast/fuse.h) on a private copy of the model and use
+  // prepared fast kernels (cpu/fast/fast.h) where one accepts a node. Off: every node runs its
+  // reference kernel on the graph as given (the oracle; needed when every intermediate value must
+  // be observed, e.g. on_value for shape propagation or calibration).
+  bool fast = true;
   // Per-node hook (profiling): called after each top-level node with its wall time in seconds.
   std::function<void(const ir::Node&, double)> on_node;
   // Called for every value a top-level node produces (shape propagation, debugging).
@@ -43,11 +50,41 @@ class Executor {
   // Checks that every node (recursively) has a kernel; returns the problems found, one per node.
   static std::vector<std::string> unsupported_nodes(const ir::Model& model);
 
+  // The graph this executor actually runs (after the CPU passes when opts.fast).
+  const ir::Model& executed_model() const { return *model_; }
+  // Per node of executed_model(): the implementation that runs it ("reference" or a fast
+  // kernel's name) and, when fast kernels declined it, why.
+  struct NodeImpl {
+    std::string node, op, impl, why_not_fast;
+  };
+  std::vector<NodeImpl> implementations() const;
+  // CPU passes applied: {pass, rewrites}.
+  const std::vector<std::pair<std::string, int>>& passes_applied() const { return passes_; }
+  const BufferPool& pool() const { return *pool_; }
+
  private:
   const KernelDef* kernel_for(const ir::Node& n) const;
-  const ir::Model& model_;
+  const ir::Graph& resolve(const ir::Graph& g) const { return &g == orig_graph_ ? model_->graph : g; }
+  void prepare_fast(const ir::Graph& g);
+  // Per graph, computed once: what each node reads, how many reads each value has, and which
+  // inputs a node may overwrite (its last reader, produced by a node of this graph, not a graph
+  // output, no subgraph on the node). The run adds the dynamic check (buffer not shared).
+  struct GraphPlan {
+    std::vector<std::vector<std::string>> reads;
+    std::unordered_map<std::string, int> readers;
+    std::vector<std::vector<bool>> may_reuse;
+  };
+  void plan_graph(const ir::Graph& g);
+  std::unordered_map<const ir::Graph*, GraphPlan> plans_;
+  std::unique_ptr<ir::Model> owned_;  // the CPU-optimised copy when opts.fast
+  const ir::Model* model_;
+  const ir::Graph* orig_graph_;
   RunOptions opts_;
   std::unordered_map<const ir::Node*, const KernelDef*> kernels_;
+  std::unordered_map<const ir::Node*, std::unique_ptr<PreparedKernel>> prepared_;
+  std::unordered_map<const ir::Node*, std::string> why_not_fast_;
+  std::vector<std::pair<std::string, int>> passes_;
+  std::shared_ptr<BufferPool> pool_ = BufferPool::create();
 };
 
 // Validates `feeds` against graph inputs (presence, dtype, rank and static dims, consistent

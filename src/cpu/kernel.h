@@ -14,6 +14,10 @@
 #include "ir/graph.h"
 #include "opennpu/tensor.h"
 
+namespace opennpu {
+class BufferPool;
+}
+
 namespace opennpu::cpu {
 
 class KernelContext;
@@ -30,6 +34,9 @@ class KernelContext {
 
   const ir::Node& node() const { return node_; }
   int64_t opset() const { return opset_; }
+  // Bound on Loop iterations (RunOptions::max_loop_iterations, set by the executor).
+  int64_t max_loop_iterations() const { return max_loop_iterations_; }
+  void set_max_loop_iterations(int64_t n) { max_loop_iterations_ = n; }
   size_t num_inputs() const { return inputs_.size(); }
   size_t num_outputs() const { return outputs_.size(); }
   bool has_input(size_t i) const { return i < inputs_.size() && inputs_[i] != nullptr; }
@@ -38,11 +45,26 @@ class KernelContext {
   const Tensor* optional_input(size_t i) const { return has_input(i) ? inputs_[i] : nullptr; }
   // Whether output i is wanted by the graph (omitted optional outputs have empty names).
   bool output_wanted(size_t i) const { return i < node_.outputs.size() && !node_.outputs[i].empty(); }
-  // Allocates output i (zeroed) and returns it.
-  Tensor& alloc_output(size_t i, DType dtype, Shape shape);
+  // Allocates output i and returns it: zeroed by default; Init::Uninit for kernels that write
+  // every element (fast kernels), which saves a pass over memory. Served from the executor's
+  // buffer pool when there is one.
+  enum class Init { Zero, Uninit };
+  Tensor& alloc_output(size_t i, DType dtype, Shape shape, Init init = Init::Zero);
   // Sets output i to an existing tensor (may share the input's buffer, e.g. Reshape/Identity).
   void set_output(size_t i, Tensor t);
   std::vector<Tensor>& outputs() { return outputs_; }
+
+  // In-place execution. input_reusable(i): the executor found that this node is the last reader
+  // of input i, nothing else shares its buffer, and it is not a graph input, initializer or graph
+  // output — so the kernel may overwrite it. reuse_input_as_output(i, o) makes output o share
+  // input i's buffer (same dtype and numel required) and returns it for writing; a kernel that
+  // does this must read each element of input i before writing the same element.
+  bool input_reusable(size_t i) const { return i < reusable_.size() && reusable_[i] && has_input(i); }
+  Tensor& reuse_input_as_output(size_t i, size_t o, Shape shape);
+
+  // Set by the executor.
+  void set_pool(BufferPool* pool) { pool_ = pool; }
+  void set_reusable(std::vector<bool> r) { reusable_ = std::move(r); }
 
   std::vector<Tensor> run_subgraph(const ir::Graph& g, const std::vector<Tensor>& inputs) const { return run_(g, inputs); }
 
@@ -62,6 +84,9 @@ class KernelContext {
   std::vector<Tensor> outputs_;
   int64_t opset_;
   SubgraphRunner run_;
+  int64_t max_loop_iterations_ = 1'000'000;
+  BufferPool* pool_ = nullptr;
+  std::vector<bool> reusable_;
 };
 
 struct KernelDef {

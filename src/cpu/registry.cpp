@@ -3,6 +3,10 @@
 
 #include "cpu/kernel.h"
 
+#include <cstring>
+
+#include "core/buffer_pool.h"
+
 namespace opennpu::cpu {
 
 const Tensor& KernelContext::input(size_t i) const {
@@ -10,10 +14,28 @@ const Tensor& KernelContext::input(size_t i) const {
   return *inputs_[i];
 }
 
-Tensor& KernelContext::alloc_output(size_t i, DType dtype, Shape shape) {
+Tensor& KernelContext::alloc_output(size_t i, DType dtype, Shape shape, Init init) {
   if (i >= outputs_.size()) fail("produces output {} but the node declares only {}", i, outputs_.size());
-  outputs_[i] = Tensor(dtype, std::move(shape));
+  if (!pool_ || dtype == DType::String || dtype == DType::Undefined) {
+    outputs_[i] = Tensor(dtype, std::move(shape));  // zeroed
+    return outputs_[i];
+  }
+  const int64_t n = checked_numel(shape, node_.where());
+  const size_t es = dtype_size(dtype);
+  if (es != 0 && static_cast<uint64_t>(n) > max_tensor_bytes() / es)
+    fail("output {} of shape {} exceeds the memory limit of {} bytes (--max-memory)", i, shape_str(shape), max_tensor_bytes());
+  const size_t bytes = static_cast<size_t>(n) * es;
+  outputs_[i] = Tensor::adopt(dtype, std::move(shape), pool_->get(bytes), bytes);
+  if (init == Init::Zero && bytes) std::memset(outputs_[i].raw(), 0, bytes);
   return outputs_[i];
+}
+
+Tensor& KernelContext::reuse_input_as_output(size_t i, size_t o, Shape shape) {
+  if (!input_reusable(i)) fail("input {} cannot be reused in place", i);
+  if (o >= outputs_.size()) fail("produces output {} but the node declares only {}", o, outputs_.size());
+  outputs_[o] = inputs_[i]->reshaped(std::move(shape));
+  reusable_[i] = false;
+  return outputs_[o];
 }
 
 void KernelContext::set_output(size_t i, Tensor t) {

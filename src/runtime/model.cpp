@@ -76,6 +76,7 @@ void propagate_shapes(ir::Model& m) {
     feeds[in.name] = Tensor(in.dtype, in.static_shape());
   }
   cpu::RunOptions ro;
+  ro.fast = false;  // every value of the ONNX graph must be observed
   ro.on_value = [&g](const std::string& name, const Tensor& t) {
     if (t.is_sequence() || t.is_none()) return;
     ir::ValueInfo vi;
