@@ -102,10 +102,14 @@ Stats stats_of(const Tensor& t) {
   return s;
 }
 
+// run --max-loop-iterations (a bad-input guard, docs/security.md).
+int64_t g_max_loop_iterations = LoadOptions{}.max_loop_iterations;
+
 int cmd_run(const std::string& model_path, const std::vector<std::string>& inputs, const std::vector<std::string>& dims,
             int threads, const std::string& out_dir, bool as_json, std::string device, const std::string& hw) {
   LoadOptions lo;
   lo.threads = threads;
+  lo.max_loop_iterations = g_max_loop_iterations;
   lo.dims = parse_dims(dims);
   if (device.empty()) device = hw.empty() ? "cpu" : "all";
   if (device != "cpu") {
@@ -268,6 +272,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cpu", "npu", "all"}));
   run->add_option("--hw", hw, "Hardware preset name or TOML file for the NPU (see `opennpu hw list`)");
   run->add_flag("--json", as_json, "Print one JSON object instead of the table");
+  run->add_option("--max-loop-iterations", g_max_loop_iterations, "Stop any Loop after N iterations (default 1000000)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 62));
 
   auto* info = app.add_subcommand("info", "Show a model's inputs, outputs, opsets, ops and what this build cannot run");
   info->add_option("model", model, "ONNX model file")->required();

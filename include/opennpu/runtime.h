@@ -25,6 +25,12 @@ struct LoadOptions {
   int threads = 0;                       // 0 = all hardware threads
   std::map<std::string, int64_t> dims;   // binds symbolic input dims (--dim NAME=VALUE)
   bool optimize = true;                  // run graph passes (constant folding, Conv+BN, dead code)
+  // Bad-input guards (docs/security.md). A Loop stops with an error after this many iterations
+  // (--max-loop-iterations). max_memory caps any single tensor, in bytes, weights and intermediate
+  // values alike (--max-memory); it sets the process-wide limit (set_max_tensor_bytes), and 0
+  // leaves that limit as it is (16 GiB unless changed).
+  int64_t max_loop_iterations = 1'000'000;
+  uint64_t max_memory = 0;
   // Called as load() moves through its stages ("import", "optimize", "compile", "cache"), with
   // the seconds elapsed since load() began; the CLI draws its progress line from it.
   std::function<void(const std::string& stage, double elapsed_s)> progress;

@@ -267,6 +267,54 @@ ir::Attribute convert_attr(const Ctx& c, const onnx::AttributeProto& a, const st
   return r;
 }
 
+// If and Loop must agree with their subgraphs on the number (and, where both are declared, the
+// types) of values they pass: checked at load so a bad model is refused before it runs, whichever
+// branch a run would take.
+void check_control_flow(const Ctx& c, const ir::Node& n) {
+  if (!n.domain.empty() || (n.op_type != "If" && n.op_type != "Loop")) return;
+  auto fail = [&](const std::string& why) { return Error(fmt::format("{}: {}: {}", c.what, n.where(), why)); };
+  // Same element type and same tensor/sequence kind; an optional matches its contents (a Loop may
+  // take an optional value in and return it present, as ONNX's test_loop16_seq_none does).
+  auto base_kind = [](const std::string& k) {
+    return k == "optional" ? std::string("tensor") : k == "optional_sequence" ? std::string("sequence") : k;
+  };
+  auto same_type = [&](const ir::ValueInfo& a, const ir::ValueInfo& b) {
+    return a.dtype == DType::Undefined || b.dtype == DType::Undefined ||
+           (a.dtype == b.dtype && base_kind(a.kind) == base_kind(b.kind));
+  };
+  auto type_of = [](const ir::ValueInfo& v) { return v.kind == "tensor" ? v.describe() : v.kind + " of " + v.describe(); };
+  if (n.op_type == "If") {
+    const ir::Graph* t = n.attr_g("then_branch");
+    const ir::Graph* e = n.attr_g("else_branch");
+    if (!t || !e) throw fail("needs graph attributes then_branch and else_branch");
+    if (t->outputs.size() != e->outputs.size())
+      throw fail(fmt::format("then_branch returns {} values but else_branch returns {}", t->outputs.size(), e->outputs.size()));
+    if (n.outputs.size() != t->outputs.size())
+      throw fail(fmt::format("the node has {} outputs but its branches return {}", n.outputs.size(), t->outputs.size()));
+    for (size_t i = 0; i < t->outputs.size(); ++i)
+      if (!same_type(t->outputs[i], e->outputs[i]))
+        throw fail(fmt::format("output {}: then_branch returns {} but else_branch returns {}", i, type_of(t->outputs[i]),
+                               type_of(e->outputs[i])));
+    return;
+  }
+  const ir::Graph* b = n.attr_g("body");
+  if (!b) throw fail("needs graph attribute body");
+  const size_t carried = n.inputs.size() >= 2 ? n.inputs.size() - 2 : 0;
+  if (b->inputs.size() != 2 + carried)
+    throw fail(fmt::format("body takes {} inputs, expected 2 (iteration, condition) + {} loop-carried values", b->inputs.size(),
+                           carried));
+  if (b->outputs.size() < 1 + carried)
+    throw fail(fmt::format("body returns {} values, expected the condition + {} loop-carried values", b->outputs.size(),
+                           carried));
+  if (n.outputs.size() > b->outputs.size() - 1)
+    throw fail(fmt::format("the node has {} outputs but its body gives {} loop-carried + {} scan values", n.outputs.size(),
+                           carried, b->outputs.size() - 1 - carried));
+  for (size_t k = 0; k < carried; ++k)
+    if (!same_type(b->inputs[2 + k], b->outputs[1 + k]))
+      throw fail(fmt::format("loop-carried value {} enters the body as {} but leaves it as {}", k, type_of(b->inputs[2 + k]),
+                             type_of(b->outputs[1 + k])));
+}
+
 ir::Graph convert_graph(const Ctx& c, const onnx::GraphProto& gp, int depth) {
   ir::Graph g;
   g.name = gp.name().empty() ? "main" : gp.name();
@@ -303,6 +351,7 @@ ir::Graph convert_graph(const Ctx& c, const onnx::GraphProto& gp, int depth) {
       if (n.attrs.count(a.name())) throw Error(fmt::format("{}: node '{}' has attribute '{}' twice", c.what, n.name, a.name()));
       n.attrs.emplace(a.name(), convert_attr(c, a, n.name, depth));
     }
+    check_control_flow(c, n);
     g.nodes.push_back(std::move(n));
     ++idx;
   }

@@ -98,6 +98,8 @@ Model Model::load(const std::string& path, const LoadOptions& opts) {
   auto impl = std::make_unique<Impl>();
   impl->opts = opts;
   set_num_threads(opts.threads);
+  if (opts.max_loop_iterations < 1) throw Error("max_loop_iterations must be at least 1");
+  if (opts.max_memory) set_max_tensor_bytes(opts.max_memory);  // process-wide, like --max-memory
   const bool use_npu = opts.compute_units != ComputeUnits::cpu_only;
   if (use_npu) {
     if (opts.hardware.empty()) throw Error("compute units cpu_and_npu/all need a hardware description (--hw NAME|FILE)");
@@ -135,7 +137,9 @@ Model Model::load(const std::string& path, const LoadOptions& opts) {
   for (const auto& v : impl->model.graph.inputs)
     if (!impl->model.graph.is_initializer(v.name)) impl->inputs.push_back(info_of(v));
   for (const auto& v : impl->model.graph.outputs) impl->outputs.push_back(info_of(v));
-  impl->cpu = std::make_unique<cpu::Executor>(impl->model);
+  cpu::RunOptions run_opts;
+  run_opts.max_loop_iterations = opts.max_loop_iterations;
+  impl->cpu = std::make_unique<cpu::Executor>(impl->model, run_opts);
   if (use_npu) {
     auto t1 = std::chrono::steady_clock::now();
     impl->timing = npu::simulate_timing(*impl->program, *impl->hw);  // cheap: recomputed, not cached
@@ -152,7 +156,7 @@ Model Model::load(const std::string& path, const LoadOptions& opts) {
         cs->model.graph.nodes.push_back(n);
         for (const auto& o : n.outputs) if (!o.empty()) cs->outputs.push_back(o);
       }
-      cs->exec = std::make_unique<cpu::Executor>(cs->model);
+      cs->exec = std::make_unique<cpu::Executor>(cs->model, run_opts);
       impl->cpu_segments.push_back(std::move(cs));
     }
   }

@@ -15,11 +15,6 @@ namespace {
 using sequtil::concat_tensors;
 using sequtil::slice_axis;
 
-// Bound on Loop iterations, a guard against models (or inputs) that never stop. The executor has
-// RunOptions::max_loop_iterations for this, but kernels cannot see it yet; until KernelContext
-// carries it, this constant applies.
-constexpr int64_t kMaxLoopIterations = 10'000'000;
-
 const ir::Graph& graph_attr(const KernelContext& ctx, const char* name) {
   const ir::Graph* g = ctx.node().attr_g(name);
   if (!g) ctx.fail("missing graph attribute '{}'", name);
@@ -70,7 +65,7 @@ void if_kernel(KernelContext& ctx) {
 // ---- Loop ---------------------------------------------------------------------------------------
 // Inputs: M (optional trip count), cond (optional), v_initial...; body(iter, cond, v...) ->
 // (cond, v..., scan...). Runs while (M absent or i < M) and cond; without either it runs until the
-// body's condition turns false (bounded by kMaxLoopIterations).
+// body's condition turns false (bounded by ctx.max_loop_iterations(), --max-loop-iterations).
 
 void loop_kernel(KernelContext& ctx) {
   const ir::Graph& body = graph_attr(ctx, "body");
@@ -101,9 +96,9 @@ void loop_kernel(KernelContext& ctx) {
 
   int64_t i = 0;
   for (; (!has_m || i < M) && cond; ++i) {
-    if (i >= kMaxLoopIterations)
-      ctx.fail("stopped after {} iterations (limit on Loop iterations); the loop condition never became false",
-               kMaxLoopIterations);
+    if (i >= ctx.max_loop_iterations())
+      ctx.fail("stopped after {} iterations, the limit on Loop iterations (--max-loop-iterations); trip count {}",
+               ctx.max_loop_iterations(), has_m ? std::to_string(M) : "not given, and the condition stayed true");
     std::vector<Tensor> ins;
     ins.reserve(2 + n_carried);
     ins.push_back(Tensor::scalar_i64(i));
