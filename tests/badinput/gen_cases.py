@@ -6,7 +6,9 @@
 Every case is built here, at test time, with onnx.helper and numpy: no binary blobs are checked
 in. Each manifest entry is {"name", "args", "expect", "why"}: the `opennpu` arguments to run
 (paths are absolute), a substring the one-line error message must contain (case-insensitive),
-and the guarantee the case checks. docs/security.md lists the same cases.
+and the guarantee the case checks; optionally "timeout" (seconds). Entries of "kind": "cache"
+add "cache_dir", "tamper", "output" and "reference" (see run_cases.py). docs/security.md lists
+the same cases.
 """
 import json
 import os
@@ -98,6 +100,33 @@ def npy_bytes(arr):
     return b.getvalue()
 
 
+def if_model(then_outs, else_outs):
+    """y = If(c) with the given branch outputs [(name, dtype)], each an Identity/Cast of x."""
+    def branch(name, outs):
+        nodes = [helper.make_node("Cast", ["x"], [o], to=dt) for o, dt in outs]
+        return helper.make_graph(nodes, name, [], [vi(o, dt) for o, dt in outs])
+    cond = helper.make_tensor("c", TensorProto.BOOL, [], [True])
+    node = helper.make_node("If", ["c"], ["y"], name="if", then_branch=branch("then", then_outs),
+                            else_branch=branch("else", else_outs))
+    return model([node], [vi("x")], [vi("y")], inits=[cond])
+
+
+def loop_model(trip_count, body_returns_carried=True):
+    """y = Loop(M, cond=true, v=x) with body v' = v + 1 (the loop-carried value), cond stays true.
+    Without body_returns_carried the body returns only its condition: fewer values than the Loop
+    carries."""
+    outs = [vi("cond_out", TensorProto.BOOL, ())] + ([vi("v_out")] if body_returns_carried else [])
+    nodes = [helper.make_node("Identity", ["cond_in"], ["cond_out"])]
+    if body_returns_carried:
+        nodes.append(helper.make_node("Add", ["v_in", "one"], ["v_out"]))
+    body = helper.make_graph(nodes, "body", [vi("i", TensorProto.INT64, ()), vi("cond_in", TensorProto.BOOL, ()),
+                                             vi("v_in")], outs)
+    inits = [helper.make_tensor("M", TensorProto.INT64, [], [trip_count]),
+             helper.make_tensor("t", TensorProto.BOOL, [], [True]), helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])]
+    node = helper.make_node("Loop", ["M", "t", "x"], ["y"], name="loop", body=body)
+    return model([node], [vi("x")], [vi("y")], inits=inits)
+
+
 def main():
     out = os.path.abspath(sys.argv[1])
     os.makedirs(out, exist_ok=True)
@@ -109,6 +138,7 @@ def main():
         return d
 
     def add(name, args, expect, why):
+        """An error case: opennpu ARGS must fail cleanly with one message containing EXPECT."""
         cases.append({"name": name, "args": args, "expect": expect, "why": why})
 
     def save_model(name, m, cmd="run", feed=True):
@@ -122,6 +152,7 @@ def main():
 
     def save_bytes(name, data, fname="model.onnx"):
         p = os.path.join(case_dir(name), fname)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "wb") as f:
             f.write(data)
         return p
@@ -186,6 +217,34 @@ def main():
         "length", "a length that disagrees with dims x element size is refused")
     add("ext_missing_file", save_model("ext_missing_file", add_w_model(external_tensor("nothere.bin")), cmd="info"),
         "does not exist", "a missing external file is named")
+    save_bytes("ext_nested_dotdot", b"\0" * 16, "a/placeholder.bin")  # directory a/ exists
+    add("ext_nested_dotdot", save_model("ext_nested_dotdot", add_w_model(external_tensor("a/../../outside.bin")),
+                                        cmd="info"),
+        "..", "a '..' nested after a real directory (a/../../x) is refused like a leading one")
+    d = case_dir("ext_hardlink")
+    secret2 = save_bytes("_outside", b"\0" * 16, "secret2.bin")
+    link = os.path.join(d, "weights.bin")
+    if os.path.lexists(link):
+        os.remove(link)
+    os.link(secret2, link)
+    add("ext_hardlink", save_model("ext_hardlink", add_w_model(external_tensor("weights.bin")), cmd="info"),
+        "hard link", "a hard link inside the model directory (to a file outside it) is refused")
+    save_bytes("ext_offset_negative", b"\0" * 64, "weights.bin")
+    add("ext_offset_negative", save_model("ext_offset_negative",
+                                          add_w_model(external_tensor("weights.bin", offset=-8, length=16)), cmd="info"),
+        "offset", "a negative offset is refused")
+    save_bytes("ext_length_negative", b"\0" * 64, "weights.bin")
+    add("ext_length_negative", save_model("ext_length_negative",
+                                          add_w_model(external_tensor("weights.bin", offset=0, length=-16)), cmd="info"),
+        "length", "a negative length is refused")
+    save_bytes("ext_offset_overflow", b"\0" * 64, "weights.bin")
+    add("ext_offset_overflow", save_model("ext_offset_overflow", add_w_model(
+        external_tensor("weights.bin", offset=2**63 - 8, length=16)), cmd="info"),
+        "past the end", "an offset + length that overflows int64 is refused, not wrapped")
+    save_bytes("ext_offset_u64", b"\0" * 64, "weights.bin")
+    add("ext_offset_u64", save_model("ext_offset_u64", add_w_model(
+        external_tensor("weights.bin", offset=2**64 - 8, length=16)), cmd="info"),
+        "offset", "an offset beyond int64 (it would wrap to -8) is refused")
 
     # --- tensor sizes ---
     add("raw_data_size", save_model("raw_data_size", add_w_model(raw_tensor((4,), 12)), cmd="info"),
@@ -196,14 +255,87 @@ def main():
         "int64", "dims whose product overflows int64 are refused")
     add("huge_tensor", save_model("huge_tensor", add_w_model(raw_tensor((10**6, 10**6), 0)), cmd="info"),
         "memory limit", "a tensor claiming 10^12 elements is refused before anything is allocated")
+    typed = helper.make_tensor("w", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])
+    del typed.float_data[3:]  # make_tensor checks the count: shorten after it
+    add("typed_data_size", save_model("typed_data_size", add_w_model(typed), cmd="info"),
+        "float_data", "typed data (float_data) whose count disagrees with dims is refused")
+    typed_i = helper.make_tensor("w", TensorProto.INT64, [4], [1, 2, 3, 4])
+    typed_i.int64_data.append(5)
+    add("typed_data_size_int64", save_model("typed_data_size_int64", model(
+        [helper.make_node("Cast", ["w"], ["wf"], to=TensorProto.FLOAT), helper.make_node("Add", ["x", "wf"], ["y"])],
+        [vi("x", shape=(4,))], [vi("y", shape=(4,))], inits=[typed_i]), cmd="info"),
+        "int64_data", "int64_data whose count disagrees with dims is refused")
+    add("dims_bytes_overflow", save_model("dims_bytes_overflow", add_w_model(raw_tensor((2**31, 2**31), 0)), cmd="info"),
+        "memory limit", "2^62 elements fit int64 but their bytes overflow size_t: refused before allocating")
+    # --max-memory also bounds tensors computed at run time: Expand to [8192,3,4,4] float is 1.5 MiB.
+    shape = numpy_helper.from_array(np.array([8192, 3, 4, 4], np.int64), "shape")
+    expand_args = save_model("max_memory_intermediate", model(
+        [helper.make_node("Expand", ["x", "shape"], ["y"], name="expand")], [vi("x")],
+        [vi("y", shape=(8192, 3, 4, 4))], inits=[shape]))
+    add("max_memory_intermediate", ["--max-memory", "1"] + expand_args, "memory limit",
+        "an intermediate tensor larger than --max-memory is refused before it is allocated")
 
     # --- structure ---
     add("nested_1000", save_model("nested_1000", nested_if(1000), cmd="info"), "nested",
         "subgraphs nested 1000 deep are refused (no stack overflow)")
+    add("nested_100", save_model("nested_100", nested_if(100), cmd="info"), "nested more than",
+        "subgraphs nested 100 deep (within protobuf's recursion limit) are refused by the importer's depth limit")
     add("attr_wrong_type", save_model("attr_wrong_type", model(
         [helper.make_node("Transpose", ["x"], ["y"], name="tr", perm=[0.5, 1.5, 2.5, 3.5])], [vi("x")],
         [vi("y", shape=(1, 3, 4, 4))])),
         "perm", "an attribute of the wrong type is refused naming the node and attribute")
+    add("attr_missing", save_model("attr_missing", model(
+        [helper.make_node("Concat", ["x", "x"], ["y"], name="cat")], [vi("x")], [vi("y", shape=(2, 3, 4, 4))])),
+        "axis", "a missing required attribute is refused naming the node and attribute")
+    add("if_branch_count", save_model("if_branch_count", if_model(
+        [("t1", TensorProto.FLOAT), ("t2", TensorProto.FLOAT)], [("e1", TensorProto.FLOAT)]), cmd="info"),
+        "branch", "an If whose branches return different numbers of values is refused at load")
+    add("if_branch_type", save_model("if_branch_type", if_model(
+        [("t1", TensorProto.FLOAT)], [("e1", TensorProto.INT64)]), cmd="info"),
+        "branch", "an If whose branches return different types is refused at load")
+    add("loop_body_mismatch", save_model("loop_body_mismatch", loop_model(3, body_returns_carried=False), cmd="info"),
+        "body", "a Loop whose body returns fewer values than the loop carries is refused at load")
+    add("loop_huge_trip_count", save_model("loop_huge_trip_count", loop_model(10**12)) + ["--max-loop-iterations", "1000"],
+        "1000 iterations", "a Loop with trip count 10^12 and a condition that stays true stops at the limit")
+    add("loop_default_limit", save_model("loop_default_limit", loop_model(2**62)),
+        "1000000 iterations", "without --max-loop-iterations the default limit still stops a loop that never ends")
+    cases[-1]["timeout"] = 90  # a million iterations: ~3 s in Release, several times that under sanitizers
+    add("reshape_impossible", save_model("reshape_impossible", model(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")], [vi("x")], [vi("y", shape=(5, 7))],
+        inits=[numpy_helper.from_array(np.array([5, 7], np.int64), "shape")])),
+        "48", "Reshape of 48 elements to [5,7] is refused naming the sizes")
+
+    def run_with(name, m, extra):
+        """A run case feeding x plus extra inputs [(name, array)] written as .npy files."""
+        args = save_model(name, m)
+        for n, arr in extra:
+            args += ["--input", f"{n}={save_bytes(name, npy_bytes(arr), n + '.npy')}"]
+        return args
+
+    idx_vi = vi("idx", TensorProto.INT64, (2,))
+    add("gather_index_range", run_with("gather_index_range", model(
+        [helper.make_node("Gather", ["x", "idx"], ["y"], name="gather", axis=1)], [vi("x"), idx_vi],
+        [vi("y", shape=(1, 2, 4, 4))]), [("idx", np.array([0, 100], np.int64))]),
+        "out of range", "a Gather index beyond the axis, known only at run time, is refused (no out-of-bounds read)")
+    add("gather_index_negative", run_with("gather_index_negative", model(
+        [helper.make_node("Gather", ["x", "idx"], ["y"], name="gather", axis=1)], [vi("x"), idx_vi],
+        [vi("y", shape=(1, 2, 4, 4))]), [("idx", np.array([0, -4], np.int64))]),
+        "out of range", "a negative Gather index below -dim is refused")
+    sidx_vi = vi("idx", TensorProto.INT64, (1, 3, 4, 4))
+    bad_idx = np.zeros((1, 3, 4, 4), np.int64)
+    bad_idx[0, 1, 2, 3] = 4
+    add("scatter_index_range", run_with("scatter_index_range", model(
+        [helper.make_node("ScatterElements", ["x", "idx", "x"], ["y"], name="scatter", axis=3)], [vi("x"), sidx_vi],
+        [vi("y")]), [("idx", bad_idx)]),
+        "out of range", "a ScatterElements index beyond the axis is refused at run time (no out-of-bounds write)")
+    w_bad = numpy_helper.from_array(np.ones((2, 5, 3, 3), np.float32), "w")
+    add("conv_channels", save_model("conv_channels", model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], [vi("x")], [vi("y", shape=(1, 2, 2, 2))],
+        inits=[w_bad])), "channel", "a Conv whose weights expect 5 input channels for a 3-channel input is refused")
+    w_ok = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
+    add("conv_zero_stride", save_model("conv_zero_stride", model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", strides=[0, 0])], [vi("x")],
+        [vi("y", shape=(1, 2, 2, 2))], inits=[w_ok])), "stride", "a Conv with stride 0 is refused (no division by zero)")
 
     # --- .npy inputs (on the no-node model: input handling only) ---
     ident = save_model("npy_model", identity_model(), cmd="info")[1]
@@ -232,6 +364,59 @@ def main():
         "an input name the model does not have is refused, listing the expected ones")
     add("input_file_missing", ["run", ident, "--input", f"x={os.path.join(out, 'nothere.npy')}"], "cannot open",
         "a missing input file is named")
+
+    # --- hardware files (--hw FILE): each bad value is named as file:line: key ---
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "hw", "ane_m1.toml")) as f:
+        hw_lines = f.read().split("\n")
+
+    def hw_case(name, section, key, value, why):
+        """ane_m1.toml with `key` of [section] ("" = top level) set to `value`."""
+        lines, sec, at = list(hw_lines), "", None
+        for i, line in enumerate(lines):
+            t = line.strip()
+            if t.startswith("[") and not t.startswith("[["):
+                sec = t.strip("[]")
+            elif sec == section and t.split("=")[0].strip() == key:
+                lines[i], at = f"{key} = {value}", i + 1
+        assert at, (section, key)
+        p = save_bytes(name, "\n".join(lines).encode(), "engine.toml")
+        full = f"{section}.{key}" if section else key
+        add(name, ["run", relu_path, "--input", f"x={x_path}", "--hw", p], f"engine.toml:{at}: {full}", why)
+
+    relu_path = save_model("hw_model", relu_model(), cmd="info")[1]
+    hw_case("hw_cores_zero", "", "cores", "0", "an engine with zero cores is refused, naming file:line: key")
+    hw_case("hw_cores_negative", "", "cores", "-16", "a negative core count is refused")
+    hw_case("hw_clock_negative", "", "clock_ghz", "-1.34", "a negative clock is refused")
+    hw_case("hw_clock_nan", "", "clock_ghz", "nan", "a clock of NaN is refused (no NaN timings)")
+    hw_case("hw_sram_1e30", "core.sram", "bytes", "1e30", "an SRAM of 1e30 bytes is refused (a float where an int is due)")
+    hw_case("hw_sram_huge", "core.sram", "bytes", str(2**62), "an SRAM of 2^62 bytes is refused by its range")
+    hw_case("hw_dram_bw_huge", "memory", "dram_bandwidth_gbps", "1e30", "an enormous DRAM bandwidth is refused by its range")
+    hw_case("hw_macs_zero", "core.mac_array", "rows", "0", "a MAC array with zero rows is refused")
+
+    # --- compiled-model cache: not user input. A tampered entry gives a warning and a rebuild, and
+    # the run succeeds with correct output (kind "cache": run_cases.py runs it, tampers with every
+    # cache file, runs again). ---
+    xs = (np.arange(48, dtype=np.float32) - 24).reshape(1, 3, 4, 4)
+    xs_path = save_bytes("_inputs", npy_bytes(xs), "xs.npy")
+    ref_path = save_bytes("_inputs", npy_bytes(np.maximum(xs, 0)), "relu_xs_ref.npy")  # independent reference
+
+    tamper_what = {"flip": "with 16 bytes flipped in its middle", "truncate": "cut to half its length",
+                   "header": "with its first 16 bytes overwritten"}
+
+    def cache_case(name, tamper, hw=None):
+        d = case_dir(name)
+        args = save_model(name, relu_model(), cmd="info")
+        args = ["run", args[1], "--input", f"x={xs_path}", "-o", os.path.join(d, "out")] + (["--hw", hw] if hw else [])
+        cases.append({"name": name, "kind": "cache", "args": args, "cache_dir": os.path.join(d, "cache"),
+                      "tamper": tamper, "output": os.path.join(d, "out", "y.npy"), "reference": ref_path,
+                      "expect": "warning: compiled-model cache",
+                      "why": f"a cache file {tamper_what[tamper]} is detected: a warning, a rebuild, correct output"})
+
+    cache_case("cache_flipped_bytes", "flip")
+    cache_case("cache_truncated", "truncate")
+    cache_case("cache_bad_header", "header")
+    cache_case("cache_npu_flipped_bytes", "flip", hw="ane_m1")
 
     with open(os.path.join(out, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)
