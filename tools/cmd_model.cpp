@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/npy.h"
+#include "core/parallel.h"
 #include "opennpu/runtime.h"
 #include "runtime/model_impl.h"
 #include "tools/cli_util.h"
@@ -86,6 +87,7 @@ void add_model_commands(CLI::App& app) {
     std::string model, hw = "ane_m1";
     std::vector<std::string> dims, inputs;
     int threads = 0, runs = 20, warmup = 3;
+    std::string device = "both";
     bool json_out = false;
     uint64_t seed = 0;
   };
@@ -134,6 +136,8 @@ void add_model_commands(CLI::App& app) {
   bench->add_option("--dim", o->dims, "Bind a symbolic dimension: NAME=VALUE");
   bench->add_option("--input,-i", o->inputs, "NAME=FILE.npy (others are seeded random)");
   bench->add_option("--seed", o->seed, "Seed for generated inputs");
+  bench->add_option("--device", o->device, "cpu: measure the CPU only; both: CPU measured and NPU simulated (default both)")
+      ->check(CLI::IsMember({"cpu", "both"}));
   bench->add_flag("--json", o->json_out, "Print one JSON object");
   bench->callback([o] {
     if (o->runs < 1) throw Error("--runs must be at least 1");
@@ -148,6 +152,17 @@ void add_model_commands(CLI::App& app) {
     NamedTensors feeds = make_inputs(cpu, o->inputs, o->seed);
     progress.stage("CPU: timing predictions");
     Dist cd = time_runs(cpu, feeds, o->runs, o->warmup);
+    json cpu_j = {{"load_ms", cpu_load * 1e3}, {"first_ms", cd.first * 1e3}, {"median_ms", cd.median * 1e3},
+                  {"p90_ms", cd.p90 * 1e3}, {"min_ms", cd.min * 1e3}, {"threads", num_threads()}};
+    if (o->device == "cpu") {
+      progress.done();
+      json j = {{"model", o->model}, {"device", "cpu"}, {"threads", o->threads}, {"runs", o->runs}, {"cpu", cpu_j}};
+      if (o->json_out) { std::cout << j.dump(2) << "\n"; throw CommandDone{0}; }
+      std::cout << fmt::format("{} on the CPU ({} threads, {} runs after {} warm-up)\n", o->model, num_threads(), o->runs, o->warmup);
+      std::cout << fmt::format("  load {:.1f} ms, first {:.3f} ms, median {:.3f} ms, p90 {:.3f} ms, min {:.3f} ms\n", cpu_load * 1e3,
+                               cd.first * 1e3, cd.median * 1e3, cd.p90 * 1e3, cd.min * 1e3);
+      throw CommandDone{0};
+    }
 
     lo.compute_units = ComputeUnits::all;
     lo.hardware = o->hw;
@@ -172,8 +187,7 @@ void add_model_commands(CLI::App& app) {
     double npu_ms = (t.total_seconds() + cpu_seg_s) * 1e3;
     json j = {
         {"model", o->model}, {"hardware", im.hw->name}, {"threads", o->threads}, {"runs", o->runs},
-        {"cpu", {{"load_ms", cpu_load * 1e3}, {"first_ms", cd.first * 1e3}, {"median_ms", cd.median * 1e3},
-                 {"p90_ms", cd.p90 * 1e3}, {"min_ms", cd.min * 1e3}}},
+        {"device", "both"}, {"cpu", cpu_j},
         {"npu", {{"load_ms", npu_load * 1e3}, {"compile_ms", im.compile_seconds * 1e3},
                  {"timing_sim_ms", im.sim_seconds * 1e3}, {"functional_sim_ms", functional_s * 1e3},
                  {"timing_sim_cycles_per_second", im.sim_seconds > 0 ? static_cast<double>(t.cycles) / im.sim_seconds : 0.0},
