@@ -4,7 +4,7 @@
 For each model and thread count the two runtimes are run alternately, in separate child
 processes, on the same seeded input (models/NAME.input.npy, given to both with --input):
 
-  round k:  opennpu bench MODEL --threads N --runs R --json     (CPU median + load from its JSON)
+  round k:  opennpu bench MODEL --device cpu --threads N --runs R --json   (median + load from its JSON)
             node ort-bench.js MODEL --threads N --runs R        (p50 + load from its JSON line)
   (odd rounds swap the order, so slow drift on the shared machine hits both sides alike)
 
@@ -13,10 +13,9 @@ the table shows the median of the per-round medians (rounds x R >= 20 prediction
 Load time is each child's model load: `cpu.load_ms` (Model::load with OPENNPU_CACHE_DIR=none, so
 it is a real first load) and ORT's `load_ms` (InferenceSession.create, graph optimisation included).
 
-Peak RSS is the child's ru_maxrss from os.wait4. `opennpu bench` also loads and functionally
-simulates the model on an NPU, which would inflate its RSS, so opennpu's RSS is taken from one
-extra CPU-only child, `opennpu run MODEL --device cpu --threads N` (load + one prediction). ORT's is
-the whole node process (node + ORT; its base before the model load, ~52 MB, is shown too).
+Peak RSS is the child's ru_maxrss from os.wait4, the largest over the rounds: for opennpu the
+`bench --device cpu` process (load + every prediction), for ORT the whole node process (node + ORT;
+its base before the model load, ~52 MB, is shown too).
 
   /usr/bin/python3 bench/vs_ort.py [--opennpu build/release/opennpu] [--models a,b] [--threads 1,2]
                                    [--runs 20] [--rounds 3] [--json FILE] [--write]
@@ -97,7 +96,7 @@ def bench_pair(a, model, input_name, threads):
     onnx = os.path.join(a.models_dir, model + ".onnx")
     npy = os.path.join(a.models_dir, model + ".input.npy")
     env = dict(os.environ, OPENNPU_CACHE_DIR="none")
-    ours_cmd = [a.opennpu, "bench", onnx, "--threads", str(threads), "--runs", str(a.runs),
+    ours_cmd = [a.opennpu, "bench", onnx, "--device", "cpu", "--threads", str(threads), "--runs", str(a.runs),
                 "--warmup", str(a.warmup), "--input", f"{input_name}={npy}", "--json"]
     ort_cmd = ["node", os.path.join(ORT_TOOLS, "ort-bench.js"), onnx, "--threads", str(threads),
                "--runs", str(a.runs), "--warmup", str(a.warmup), "--input", f"{input_name}={npy}"]
@@ -116,9 +115,8 @@ def bench_pair(a, model, input_name, threads):
                             "base_rss_mb": j["base_rss_mb"], "version": j.get("ort_version")})
         print(f"  {model:13} t={threads} round {k + 1}/{a.rounds}: opennpu {ours[-1]['median_ms']:9.2f} ms  "
               f"ORT {ort[-1]['median_ms']:9.2f} ms", file=sys.stderr, flush=True)
-    # opennpu's peak RSS from a CPU-only child (bench also builds and simulates an NPU model).
-    run_cmd = [a.opennpu, "run", onnx, "--device", "cpu", "--threads", str(threads), "--input", f"{input_name}={npy}"]
-    _, our_rss, _ = spawn(run_cmd, env)
+    # opennpu's peak RSS: its `bench --device cpu` children (load + all predictions), like ORT's.
+    our_rss = max(r["bench_rss_mb"] for r in ours)
     med = lambda rows, k: statistics.median(r[k] for r in rows)
     return {
         "model": model, "threads": threads, "rounds": a.rounds, "runs": a.runs,
@@ -200,16 +198,15 @@ def write_doc(a, rows, mach, load_before, load_after, started, seconds):
              f"OpenBLAS GEMM, no oneDNN yet); ONNX Runtime {ortv} CPU execution provider via `onnxruntime-node` "
              "(intra-op threads = N, inter-op 1, sequential, graph optimisation level `all`).\n")
     L.append("## Method\n")
-    L.append(f"For each model and thread count N: {a.rounds} round{'s' if a.rounds > 1 else ''}, each running `opennpu bench MODEL --threads N "
+    L.append(f"For each model and thread count N: {a.rounds} round{'s' if a.rounds > 1 else ''}, each running `opennpu bench MODEL --device cpu --threads N "
              f"--runs {a.runs} --warmup {a.warmup} --json` and `node ort-bench.js MODEL --threads N --runs {a.runs} "
              f"--warmup {a.warmup}` one after the other (the order alternates between rounds), both on the same "
              "input file `models/NAME.input.npy`. Latency = median over the rounds of each child's median of "
              f"{a.runs} timed predictions (after the first prediction and {a.warmup} warm-up runs), so each side "
              f"has {a.rounds * a.runs} timed predictions. Load = model load in the child (opennpu `cpu.load_ms` "
              "with `OPENNPU_CACHE_DIR=none`; ORT `InferenceSession.create`, which includes its graph optimiser). "
-             "Peak RSS = the child's `ru_maxrss`: for opennpu from a CPU-only `opennpu run --device cpu` child "
-             "(load + one prediction; `opennpu bench` also compiles and simulates the model for an NPU, which "
-             "would inflate it), for ORT the whole node process (node + ORT alone take "
+             "Peak RSS = the child's `ru_maxrss` (largest over the rounds): for opennpu the `bench --device cpu` "
+             "process (load + all predictions), for ORT the whole node process (node + ORT alone take "
              f"~{rows[0]['ort_base_rss_mb']:.0f} MB before the model is loaded). "
              "*noise* = the larger relative spread (max - min) / median of the per-round medians of the two "
              "sides. Ratios are opennpu / ORT: above 1 means opennpu is slower / bigger.\n")
@@ -367,7 +364,7 @@ def main():
 def report(a, rows, mach, load_before, load_after, started, seconds):
     print(table(rows))
     print("\nratios are opennpu / ONNX Runtime; latency = median of per-round medians; noise = spread of the round "
-          "medians; RSS: opennpu CPU-only `run` child vs the whole node process")
+          "medians; RSS: opennpu `bench --device cpu` child vs the whole node process")
     for t, ratio, ok in goal_lines(rows):
         print(f"issue 3 (ResNet-50 <= {GOAL_RATIO:.0f}x ORT at {t} thread{'s' if t > 1 else ''}): {ratio:.2f}x "
               f"-> {'HOLDS' if ok else 'FAILS'}")
