@@ -16,3 +16,5 @@ void add_model_commands(CLI::App& app);
 void add_ops_command(CLI::App& app);
 // tools/cmd_profile.cpp: profile (Chrome trace + HTML report).
 void add_profile_commands(CLI::App& app);
+// tools/cmd_explore.cpp: explore (design-space sweeps).
+void add_explore_command(CLI::App& app);

@@ -286,6 +286,7 @@ int main(int argc, char** argv) {
   add_model_commands(app);
   add_ops_command(app);
   add_profile_commands(app);
+  add_explore_command(app);
 
   try {
     app.parse(argc, argv);
