@@ -1,6 +1,8 @@
 #include "onnx/importer.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <functional>
@@ -9,6 +11,7 @@
 
 #include <fmt/format.h>
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/onnx-data_pb.h>
@@ -322,11 +325,27 @@ ir::Graph convert_graph(const Ctx& c, const onnx::GraphProto& gp, int depth) {
     if (t.name().empty()) throw Error(fmt::format("{}: graph '{}' has an initializer without a name", c.what, g.name));
     if (g.initializers.count(t.name())) throw Error(fmt::format("{}: initializer '{}' is defined twice", c.what, t.name()));
     g.initializers.emplace(t.name(), convert_tensor(c, t, t.name()));
+    // The message is the importer's own (import_stream's local): release the bytes just copied so
+    // the weights are not held twice while the rest converts.
+    std::string().swap(*const_cast<onnx::TensorProto&>(t).mutable_raw_data());
   }
   if (gp.sparse_initializer_size()) throw Error(fmt::format("{}: sparse initializers are not supported", c.what));
   for (const auto& v : gp.input()) g.inputs.push_back(convert_value_info(c, v, depth == 0));
   for (const auto& v : gp.output()) {
-    auto vi = convert_value_info(c, v, false);
+    ir::ValueInfo vi;
+    try {
+      vi = convert_value_info(c, v, false);
+    } catch (const Error& e) {
+      // A bad output type is often ONNX's shape inference reporting an impossible node (a Conv
+      // kernel larger than its input gives a negative dimension): name the node that makes it.
+      for (int i = 0; i < gp.node_size(); ++i)
+        for (const auto& o : gp.node(i).output())
+          if (o == v.name())
+            throw Error(fmt::format("{} (declared in the file or inferred by ONNX shape inference; it is the output of node "
+                                    "'{}' ({}))", e.what(), gp.node(i).name().empty() ? fmt::format("{}_{}", gp.node(i).op_type(), i) : gp.node(i).name(),
+                                    gp.node(i).op_type()));
+      throw;
+    }
     for (const auto& o : g.outputs)
       if (o.name == vi.name) throw Error(fmt::format("{}: graph '{}' lists output '{}' twice", c.what, g.name, vi.name));
     g.outputs.push_back(vi);
@@ -400,16 +419,22 @@ void infer_shapes(onnx::ModelProto& mp, const ImportOptions& opts) {
 
 }  // namespace
 
-ir::Model parse_model(const std::string& bytes, const std::string& base_dir, const std::string& what,
-                      const ImportOptions& opts) {
+namespace {
+// Parses and converts a model from a stream of `size` bytes. The whole file is never held in
+// memory next to the parsed message (load_model streams from the file descriptor), and each
+// initializer's bytes are released from the message once converted, so peak memory at load is
+// about one copy of the weights, not three.
+ir::Model import_stream(google::protobuf::io::ZeroCopyInputStream& zis, uint64_t size, const std::string& base_dir,
+                        const std::string& what, const ImportOptions& opts) {
   onnx::ModelProto mp;
-  google::protobuf::io::ArrayInputStream ais(bytes.data(), static_cast<int>(bytes.size()));
-  google::protobuf::io::CodedInputStream cis(&ais);
-  cis.SetTotalBytesLimit(std::numeric_limits<int>::max());
-  cis.SetRecursionLimit(400);
-  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) || !mp.ParseFromCodedStream(&cis) ||
-      !cis.ConsumedEntireMessage())
-    throw Error(fmt::format("{}: not a valid ONNX model (protobuf parse failed: truncated, corrupt or nested too deeply)", what));
+  {
+    google::protobuf::io::CodedInputStream cis(&zis);
+    cis.SetTotalBytesLimit(std::numeric_limits<int>::max());
+    cis.SetRecursionLimit(400);
+    if (size > static_cast<uint64_t>(std::numeric_limits<int>::max()) || !mp.ParseFromCodedStream(&cis) ||
+        !cis.ConsumedEntireMessage())
+      throw Error(fmt::format("{}: not a valid ONNX model (protobuf parse failed: truncated, corrupt or nested too deeply)", what));
+  }
   if (!mp.has_graph()) throw Error(fmt::format("{}: not a valid ONNX model (no graph)", what));
   if (mp.functions_size()) throw Error(fmt::format("{}: model-local functions are not supported", what));
 
@@ -438,12 +463,32 @@ ir::Model parse_model(const std::string& bytes, const std::string& base_dir, con
   ir::topo_sort(m.graph);
   return m;
 }
+}  // namespace
+
+ir::Model parse_model(const std::string& bytes, const std::string& base_dir, const std::string& what,
+                      const ImportOptions& opts) {
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+    throw Error(fmt::format("{}: not a valid ONNX model (larger than 2 GiB; use external data)", what));
+  google::protobuf::io::ArrayInputStream ais(bytes.data(), static_cast<int>(bytes.size()));
+  return import_stream(ais, bytes.size(), base_dir, what, opts);
+}
 
 ir::Model load_model(const std::string& path, const ImportOptions& opts) {
-  std::string bytes = read_file_limited(path, static_cast<uint64_t>(std::numeric_limits<int>::max()));
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw Error(fmt::format("{}: no such file", path));
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(fmt::format("{}: cannot open file", path));
+  google::protobuf::io::FileInputStream fis(fd);
+  fis.SetCloseOnDelete(true);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw Error(fmt::format("{}: cannot open file", path));
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (size > static_cast<uint64_t>(std::numeric_limits<int>::max()))
+    throw Error(fmt::format("{}: file of {} bytes is larger than the limit {} (use external data)", path, size,
+                            std::numeric_limits<int>::max()));
   fs::path dir = fs::path(path).parent_path();
   if (dir.empty()) dir = ".";
-  return parse_model(bytes, dir.string(), path, opts);
+  return import_stream(fis, size, dir.string(), path, opts);
 }
 
 Tensor load_tensor_pb(const std::string& path) {

@@ -83,8 +83,8 @@ std::string read_conv_attrs(const KernelContext& ctx, const Tensor& X, const Ten
   ctx.check(auto_pad == "NOTSET" || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER" || auto_pad == "VALID",
             "attribute 'auto_pad' must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, got '{}'", auto_pad);
   for (size_t i = 0; i < n; ++i) {
-    g.in_size = checked_numel({g.in_size, g.in[i]}, "conv input");
-    g.kprod = checked_numel({g.kprod, g.k[i]}, "conv kernel");
+    g.in_size = checked_numel({g.in_size, g.in[i]}, node.where() + ": input");
+    g.kprod = checked_numel({g.kprod, g.k[i]}, node.where() + ": kernel");
   }
   return auto_pad;
 }
@@ -94,7 +94,7 @@ void finish_geometry(const KernelContext& ctx, ConvGeom& g) {
   for (size_t i = 0; i < g.nsp; ++i) {
     ctx.check(g.out[i] >= 1, "output spatial dim {} would be {} (input {}, kernel {}, stride {}, dilation {}, pads {}/{})", i,
               g.out[i], g.in[i], g.k[i], g.s[i], g.d[i], g.pb[i], g.pe[i]);
-    g.out_size = checked_numel({g.out_size, g.out[i]}, "conv output");
+    g.out_size = checked_numel({g.out_size, g.out[i]}, ctx.node().where() + ": output");
   }
 }
 

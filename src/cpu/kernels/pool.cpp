@@ -177,10 +177,10 @@ void for_each_plane(const PoolGeom& g, int64_t planes, F&& plane_fn) {
   });
 }
 
-Shape pooled_shape(const Shape& x, const PoolGeom& g) {
+Shape pooled_shape(const KernelContext& ctx, const Shape& x, const PoolGeom& g) {
   Shape y = {x[0], x[1]};
   y.insert(y.end(), g.out.begin(), g.out.end());
-  checked_numel(y, "pool output");
+  checked_numel(y, ctx.node().where() + ": output");
   return y;
 }
 
@@ -192,7 +192,7 @@ void average_pool(KernelContext& ctx) {
   // count_include_pad appeared in opset 7; before that padding was never counted.
   reject_before(ctx, "count_include_pad", 7);
   const bool include_pad = ctx.node().attr_i("count_include_pad", 0) != 0;
-  Tensor& y = ctx.alloc_output(0, x.dtype(), pooled_shape(x.shape(), g));
+  Tensor& y = ctx.alloc_output(0, x.dtype(), pooled_shape(ctx, x.shape(), g));
   const int64_t in_sp = prod(g.in);
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -240,7 +240,7 @@ void max_pool(KernelContext& ctx) {
   reject_before(ctx, "storage_order", 8);
   const int64_t storage_order = ctx.node().attr_i("storage_order", 0);
   ctx.check(storage_order == 0 || storage_order == 1, "storage_order must be 0 (row major) or 1 (column major), got {}", storage_order);
-  const Shape yshape = pooled_shape(x.shape(), g);
+  const Shape yshape = pooled_shape(ctx, x.shape(), g);
   Tensor& y = ctx.alloc_output(0, dt, yshape);
   const bool want_idx = ctx.num_outputs() > 1 && ctx.output_wanted(1);
   ctx.check(!want_idx || ctx.opset() >= 8, "the Indices output exists from opset 8");
@@ -300,7 +300,7 @@ void lp_pool(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   const double p = lp_order(ctx);
   PoolGeom g = pool_geometry(ctx, x.shape(), {.dilations = ctx.opset() >= 18, .ceil_mode = ctx.opset() >= 18});
-  Tensor& y = ctx.alloc_output(0, x.dtype(), pooled_shape(x.shape(), g));
+  Tensor& y = ctx.alloc_output(0, x.dtype(), pooled_shape(ctx, x.shape(), g));
   const int64_t in_sp = prod(g.in);
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -410,7 +410,7 @@ void max_unpool(KernelContext& ctx) {
     ctx.check(out >= 0, "inferred output dim {} is negative ({})", d, out);
     inferred.push_back(out);
   }
-  const int64_t inferred_numel = checked_numel(inferred, "MaxUnpool output");
+  const int64_t inferred_numel = checked_numel(inferred, ctx.node().where() + ": output");
 
   Shape yshape = inferred;
   if (const Tensor* os = ctx.optional_input(2)) {

@@ -200,7 +200,7 @@ void resize_impl(KernelContext& ctx, const Tensor& x, const ResizeAttrs& a, cons
       out[d] = scaled_size(ctx, scales[d], x.dim(d));
     }
   }
-  checked_numel(out, "Resize output");
+  checked_numel(out, ctx.node().where() + ": output");
   std::vector<AxisPlan> plans(r);
   for (int64_t d = 0; d < r; ++d) {
     if (out[d] == 0 || x.dim(d) == 0) continue;
