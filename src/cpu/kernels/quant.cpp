@@ -28,42 +28,25 @@
 //                        spec up to float rounding of the (exact) integer sum.
 // Padding in QLinearConv/ConvInteger is with the input zero point, i.e. real 0: padded taps
 // contribute nothing to acc.
+// The scalar helpers live in core/quant.h, shared with the NPU simulator.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
 #include "core/parallel.h"
+#include "core/quant.h"
 #include "cpu/kernel.h"
 #include "cpu/util.h"
 
 namespace opennpu::cpu {
 namespace {
 
-// ---- exact scalar helpers (documented at the top of the file) -------------------------------
+// ---- exact scalar helpers (documented at the top of the file; shared with the NPU simulator) --
 
-float round_half_even(float v) {
-  if (!std::isfinite(v)) return v;
-  float r = std::floor(v);
-  float d = v - r;  // exact: v and floor(v) are within 1 of each other with the same exponent range
-  if (d > 0.5f || (d == 0.5f && std::fmod(r, 2.0f) != 0.0f)) r += 1.0f;
-  return r;
-}
-
-struct QRange {
-  int32_t lo, hi;
-};
-QRange qrange(DType t) {
-  return t == DType::Int8 ? QRange{-128, 127} : QRange{0, 255};
-}
-
-// saturate(round_half_even(v) + zp) into [r.lo, r.hi]; NaN -> zp.
-int32_t quantize_value(float v, int32_t zp, QRange r) {
-  if (std::isnan(v)) return zp;
-  double q = static_cast<double>(round_half_even(v)) + zp;  // double: no overflow, inf stays inf
-  q = std::clamp(q, static_cast<double>(r.lo), static_cast<double>(r.hi));
-  return static_cast<int32_t>(q);
-}
+using quant::QRange;
+using quant::qrange;
+using quant::quantize_value;
 
 bool is_q8(DType t) { return t == DType::UInt8 || t == DType::Int8; }
 
@@ -144,7 +127,7 @@ void quantize_linear(KernelContext& ctx) {
   for (int64_t i = 0; i < x.numel(); ++i) {
     float xv = x.dtype() == DType::Float32 ? x.data<float>()[i] : static_cast<float>(x.data<int32_t>()[i]);
     int64_t c = l.channel_of(i);
-    write_q(y, i, quantize_value(xv / scale[c], zp[c], r));
+    write_q(y, i, quant::quantize(xv, scale[c], zp[c], r));
   }
 }
 
@@ -166,7 +149,7 @@ void dequantize_linear(KernelContext& ctx) {
   for (int64_t i = 0; i < x.numel(); ++i) {
     int64_t c = l.channel_of(i);
     // int32 subtraction: exact for 8-bit data; int32 data has zero point 0.
-    yd[i] = static_cast<float>(q[i] - zp[c]) * scale[c];
+    yd[i] = quant::dequantize(q[i], zp[c], scale[c]);
   }
 }
 
@@ -362,9 +345,7 @@ void qlinear_conv(KernelContext& ctx) {
   QRange r = qrange(y.dtype());
   for (int64_t i = 0; i < static_cast<int64_t>(acc.size()); ++i) {
     int64_t m = (i / g.out_size) % g.M;
-    float mult = (x_s[0] * w_s[m]) / y_s[0];
-    int32_t a = static_cast<int32_t>(static_cast<uint32_t>(acc[i]) + static_cast<uint32_t>(bias[m]));
-    write_q(y, i, quantize_value(static_cast<float>(a) * mult, y_zp[0], r));
+    write_q(y, i, quant::requantize(acc[i], bias[m], quant::requant_multiplier(x_s[0], w_s[m], y_s[0]), y_zp[0], r));
   }
 }
 
@@ -475,8 +456,8 @@ void qlinear_matmul(KernelContext& ctx) {
   QRange r = qrange(y.dtype());
   for (int64_t idx = 0; idx < static_cast<int64_t>(acc.size()); ++idx) {
     int64_t i = (idx / g.N) % g.M, j = idx % g.N;
-    float mult = (a_s[i] * b_s[j]) / y_s[i];
-    write_q(y, idx, quantize_value(static_cast<float>(acc[idx]) * mult, y_zp[y_zp.size() == 1 ? 0 : i], r));
+    const float mult = quant::requant_multiplier(a_s[i], b_s[j], y_s[i]);
+    write_q(y, idx, quant::requantize(acc[idx], 0, mult, y_zp[y_zp.size() == 1 ? 0 : i], r));
   }
 }
 
