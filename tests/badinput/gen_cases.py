@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Writes the bad-input cases into a directory and a manifest (cases.json) describing them.
+"""Writes the bad-input cases into a directory and a manifest (cases.json: {"cases": [...],
+"outside": [files outside every model directory that the cases point at]}) describing them.
 
   gen_cases.py OUT_DIR
 
@@ -30,7 +31,7 @@ def model(nodes, inputs, outputs, inits=(), opset=OPSET, extra_opsets=(), name="
 
 
 def vi(name, dtype=TensorProto.FLOAT, shape=(1, 3, 4, 4)):
-    return helper.make_tensor_value_info(name, dtype, list(shape))
+    return helper.make_tensor_value_info(name, dtype, None if shape is None else list(shape))
 
 
 def identity_model():
@@ -193,14 +194,19 @@ def main():
         "twice", "a graph output listed twice is refused")
 
     # --- external data ---
+    # Every file these cases point at outside their model directory is listed in the manifest's
+    # "outside": run_cases.py watches them with inotify and fails a case that opens one.
     d = case_dir("ext_dotdot")
-    save_bytes("ext_dotdot", b"\0" * 16, "../outside.bin")
+    outside = [save_bytes("ext_dotdot", b"\0" * 16, "../outside.bin")]
     add("ext_dotdot", save_model("ext_dotdot", add_w_model(external_tensor("../outside.bin")), cmd="info"),
         "..", "external data may not leave the model's directory through '..'")
-    add("ext_absolute", save_model("ext_absolute", add_w_model(external_tensor("/etc/passwd")), cmd="info"),
-        "absolute", "external data may not name an absolute path")
-    d = case_dir("ext_symlink")
     secret = save_bytes("_outside", b"\0" * 16, "secret.bin")
+    outside.append(secret)
+    add("ext_absolute", save_model("ext_absolute", add_w_model(external_tensor(secret)), cmd="info"),
+        "absolute", "external data may not name an absolute path")
+    add("ext_absolute_etc", save_model("ext_absolute_etc", add_w_model(external_tensor("/etc/passwd")), cmd="info"),
+        "absolute", "external data may not name an absolute path (/etc/passwd)")
+    d = case_dir("ext_symlink")
     link = os.path.join(d, "weights.bin")
     if os.path.lexists(link):
         os.remove(link)
@@ -223,6 +229,7 @@ def main():
         "..", "a '..' nested after a real directory (a/../../x) is refused like a leading one")
     d = case_dir("ext_hardlink")
     secret2 = save_bytes("_outside", b"\0" * 16, "secret2.bin")
+    outside.append(secret2)
     link = os.path.join(d, "weights.bin")
     if os.path.lexists(link):
         os.remove(link)
@@ -332,7 +339,33 @@ def main():
     add("conv_channels", save_model("conv_channels", model(
         [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], [vi("x")], [vi("y", shape=(1, 2, 2, 2))],
         inits=[w_bad])), "channel", "a Conv whose weights expect 5 input channels for a 3-channel input is refused")
+    i64_in = lambda n, shape=(): vi(n, TensorProto.INT64, shape)
+    add("div_int_by_zero", run_with("div_int_by_zero", model(
+        [helper.make_node("Div", ["a", "b"], ["y"], name="div")], [vi("x"), i64_in("a", (2,)), i64_in("b", (2,))],
+        [i64_in("y", (2,))]), [("a", np.array([7, 1], np.int64)), ("b", np.array([0, 1], np.int64))]),
+        "division by zero", "an integer division by zero is refused (no SIGFPE)")
+    add("constant_of_shape_huge", run_with("constant_of_shape_huge", model(
+        [helper.make_node("ConstantOfShape", ["s"], ["y"], name="cos")], [vi("x"), i64_in("s", (2,))],
+        [vi("y", shape=(10**6, 10**6))]), [("s", np.array([10**6, 10**6], np.int64))]),
+        "memory limit", "a shape read at run time that asks for 10^12 elements is refused before allocating")
+    add("range_huge", run_with("range_huge", model(
+        [helper.make_node("Range", ["a", "b", "d"], ["y"], name="range")], [vi("x"), i64_in("a"), i64_in("b"), i64_in("d")],
+        [i64_in("y", (2**62,))]), [("a", np.array(0, np.int64)), ("b", np.array(2**62, np.int64)),
+                                   ("d", np.array(1, np.int64))]),
+        "memory limit", "a Range of 2^62 values is refused before allocating")
+    add("resize_scale_huge", run_with("resize_scale_huge", model(
+        [helper.make_node("Resize", ["x", "", "sc"], ["y"], name="resize")], [vi("x"), vi("sc", shape=(4,))],
+        [vi("y", shape=(1, 3, 4 * 10**9, 4 * 10**9))]), [("sc", np.array([1, 1, 1e9, 1e9], np.float32))]),
+        "node 'resize'", "scales of 10^9 whose output size overflows int64 are refused naming the node")
     w_ok = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
+    add("conv_output_overflow", save_model("conv_output_overflow", model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[2**40] * 4)], [vi("x")],
+        [vi("y", shape=(1, 2, 2**41, 2**41))], inits=[w_ok])),
+        "node 'conv'", "pads of 2^40 whose output element count overflows int64 are refused naming the node")
+    w_big = numpy_helper.from_array(np.ones((2, 3, 9, 9), np.float32), "w")
+    add("conv_kernel_too_big", save_model("conv_kernel_too_big", model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], [vi("x")], [vi("y", shape=None)], inits=[w_big])),
+        "'conv' (Conv)", "a 9x9 kernel on a 4x4 input (negative output size) is refused naming the node")
     add("conv_zero_stride", save_model("conv_zero_stride", model(
         [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", strides=[0, 0])], [vi("x")],
         [vi("y", shape=(1, 2, 2, 2))], inits=[w_ok])), "stride", "a Conv with stride 0 is refused (no division by zero)")
@@ -419,7 +452,7 @@ def main():
     cache_case("cache_npu_flipped_bytes", "flip", hw="ane_m1")
 
     with open(os.path.join(out, "cases.json"), "w") as f:
-        json.dump(cases, f, indent=1)
+        json.dump({"cases": cases, "outside": outside}, f, indent=1)
     print(f"wrote {len(cases)} cases to {out}")
 
 

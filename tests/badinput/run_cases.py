@@ -7,6 +7,7 @@ For each case the process must
   - exit with code 1 (a clean error: a signal, 3 = internal error, any other code, or exit 0 fail),
   - finish within 20 s (no hang; a case may set a longer "timeout") and stay under 512 MiB peak
     RSS (nothing huge allocated),
+  - never open a file outside the model's directory that a case points at (watched with inotify),
   - print one error message on stderr: one line starting "opennpu: error:" that contains the
     case's expected substring (case-insensitive), so the message names the problem. The only
     extra lines allowed are indented details of that message (the list of a model's expected
@@ -149,6 +150,43 @@ def run_cache_case(opennpu, case):
     return None, total, first
 
 
+class OpenWatch:
+    """Reports whether any process opened or read the given files since the last call, with inotify
+    (through ctypes: no extra package, no ptrace). inotify watches inodes, so an open through a
+    symbolic or hard link counts too."""
+    IN_ACCESS, IN_OPEN = 0x1, 0x20
+
+    def __init__(self, paths):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.wd = {}
+        for p in paths:
+            wd = self.libc.inotify_add_watch(self.fd, p.encode(), self.IN_ACCESS | self.IN_OPEN)
+            if wd < 0:
+                raise OSError(ctypes.get_errno(), f"inotify_add_watch {p} failed")
+            self.wd[wd] = p
+
+    def opened(self):
+        """The watched files touched since the last call (sorted)."""
+        import struct
+        seen = set()
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            i = 0
+            while i + 16 <= len(buf):
+                wd, mask, _cookie, n = struct.unpack_from("iIII", buf, i)
+                if wd in self.wd and mask & (self.IN_ACCESS | self.IN_OPEN):
+                    seen.add(self.wd[wd])
+                i += 16 + n
+        return sorted(seen)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("opennpu")
@@ -160,7 +198,9 @@ def main():
     try:
         subprocess.run([sys.executable, os.path.join(here, "gen_cases.py"), work], check=True, stdout=subprocess.DEVNULL)
         with open(os.path.join(work, "cases.json")) as f:
-            cases = json.load(f)
+            manifest = json.load(f)
+        cases = manifest["cases"]
+        watch = OpenWatch(manifest["outside"])
         passed = failed = 0
         peak_kb = 0
         # Error cases never touch a compiled-model cache (not the user's, and no cache hit can skip
@@ -176,6 +216,9 @@ def main():
                                                             case.get("timeout", TIMEOUT_S))
                 peak_kb = max(peak_kb, rss)
                 why = check(case, rc, stderr, secs, rss, timed_out)
+                touched = watch.opened()
+                if why is None and touched:
+                    why = f"opened {', '.join(touched)}, outside the model's directory"
                 first = (stderr.strip().splitlines() or ["<no message>"])[0]
             if len(first) > 160:
                 first = first[:157] + "..."
