@@ -16,6 +16,8 @@ packages=(
   libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev libtomlplusplus-dev libflatbuffers-dev flatbuffers-compiler
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # sanitizer builds and libFuzzer (scripts/sanitize.sh): clang, its runtimes, OpenMP, symbolizer
+  clang-14 libclang-rt-14-dev libomp-14-dev llvm-14
   # Python: bindings, model export (torch/torchvision), comparisons
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-torch python3-torchvision
   # headless browser for screenshots of the HTML reports
