@@ -1,9 +1,510 @@
-// cpu/fast/rnn.cpp — fast rnn kernels (see fast.h). Nothing registered yet.
+// cpu/fast/rnn.cpp — fast LSTM, GRU and RNN for float32 (see fast.h).
+//
+// Prepared once: each direction's recurrence weights R are re-laid-out into column blocks of 16
+// ([block][k][16], cpu/fast/rnn_cells.inc) so the per-step GEMM h·R^T streams them contiguously,
+// and the biases are folded (Wb + Rb) into one vector. Per run and direction: the input projection
+// of every time step is one OpenBLAS SGEMM (X·W^T over seq*batch rows, bias pre-filled), then each
+// step runs the packed recurrence GEMM (hand-vectorised, 1 row: 8 accumulators over 64 columns) and
+// the gate arithmetic with vectorised sigmoid/tanh (AVX2+FMA when the CPU has it, chosen at run
+// time; a plain-float version of the same source otherwise). The state lives directly in the Y_h /
+// Y_c outputs (same layout as initial_h / initial_c), Y is written as the steps go.
+//
+// Handled: forward / reverse / bidirectional (the two directions run in parallel when there are
+// threads), layout 0 and 1, sequence_lens (same semantics as the reference kernel), initial_h /
+// initial_c, peepholes, clip, LSTM input_forget, GRU linear_before_reset 0 and 1, any hidden size.
+// Declined at prepare (the reference kernel cpu/kernels/rnn.cpp runs): non-float32 weights, W/R/B/P
+// that are not initializers, non-default activations. At run time, anything else the fast path
+// does not take (non-float32 X, inconsistent shapes, out-of-range sequence_lens, empty sequence)
+// is handed to the reference kernel, which also gives the error messages.
+//
+// Accuracy: the GEMMs are fp32 (different summation order than OpenBLAS); sigmoid and tanh use a
+// Cephes-style exp (relative error ~2 ulp) and for |x| < 0.625 Cephes' tanhf polynomial: absolute
+// error <= 2e-7 for both over all of float (tested against double in tests/cpu/test_fast_rnn.cpp).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/parallel.h"
 #include "cpu/fast/fast.h"
-#include "cpu/fast/fuse.h"
+#include "cpu/gemm.h"
 
 namespace opennpu::cpu {
 
-void register_fast_rnn(FastRegistry&) {}
+// Test hook: prepare the plain-float kernels even on an AVX2 machine (tests cover both).
+void fast_rnn_force_generic(bool on);
+// Test hook: the vector activations of the chosen ISA, for the accuracy test.
+void fast_rnn_activation(bool avx2, bool tanh, const float* x, float* out, int64_t n);
+
+namespace {
+
+std::atomic<bool> g_force_generic{false};
+constexpr int64_t kNB = 16;  // packed column block width
+
+// ---- the generic (plain float) instantiation ---------------------------------------------------
+namespace generic {
+struct V {
+  using T = float;
+  static constexpr int W = 1;
+  static T zero() { return 0.0f; }
+  static T set1(float v) { return v; }
+  static T load(const float* p) { return *p; }
+  static void store(float* p, T v) { *p = v; }
+  static T load_n(const float* p, int64_t) { return *p; }
+  static void store_n(float* p, int64_t, T v) { *p = v; }
+  static T add(T a, T b) { return a + b; }
+  static T sub(T a, T b) { return a - b; }
+  static T mul(T a, T b) { return a * b; }
+  static T fmadd(T a, T b, T c) { return a * b + c; }
+  static T min(T a, T b) { return a < b ? a : b; }
+  static T max(T a, T b) { return a > b ? a : b; }
+  static T sigmoid(T x) {
+    if (x >= 0) return 1.0f / (1.0f + std::exp(-x));
+    const float e = std::exp(x);
+    return e / (1.0f + e);
+  }
+  static T tanh(T x) { return std::tanh(x); }
+};
+#include "cpu/fast/rnn_cells.inc"
+}  // namespace generic
+
+// ---- the AVX2 + FMA instantiation ----------------------------------------------------------------
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+struct V {
+  using T = __m256;
+  static constexpr int W = 8;
+  static T zero() { return _mm256_setzero_ps(); }
+  static T set1(float v) { return _mm256_set1_ps(v); }
+  static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static __m256i mask(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static T load_n(const float* p, int64_t n) { return n == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask(n)); }
+  static void store_n(float* p, int64_t n, T v) {
+    if (n == 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, mask(n), v);
+  }
+  static T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
+  static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
+  static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static T min(T a, T b) { return _mm256_min_ps(a, b); }
+  static T max(T a, T b) { return _mm256_max_ps(a, b); }
+  // e^x, Cephes expf: range reduction x = n ln2 + r, degree-5 polynomial on r, 2^n via exponent
+  // bits. Inputs are clamped to [-88.376, 88.376]; at the top 2^n overflows to +inf, which the
+  // callers turn into the right limits (sigmoid 0, tanh's argument is clamped lower).
+  static T exp(T x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f)), _mm256_set1_ps(88.3762626647949f));
+    T fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    T y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
+  }
+  static T sigmoid(T x) {  // 1 / (1 + e^-x)
+    const T one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+  }
+  // tanh: |x| < 0.625: Cephes tanhf odd polynomial (keeps relative accuracy near 0); otherwise
+  // sign(x) (1 - 2 / (e^{2|x|} + 1)) with 2|x| clamped to 40 (tanh is 1 in float long before).
+  static T tanh(T x) {
+    const T sign = _mm256_set1_ps(-0.0f);
+    const T ax = _mm256_andnot_ps(sign, x);
+    const T one = _mm256_set1_ps(1.0f);
+    const T e = exp(_mm256_min_ps(_mm256_add_ps(ax, ax), _mm256_set1_ps(40.0f)));
+    T big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+    big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
+    const T z = _mm256_mul_ps(x, x);
+    T p = _mm256_set1_ps(-5.70498872745e-3f);
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+    const T small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    return _mm256_blendv_ps(small, big, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_GE_OQ));
+  }
+};
+#include "cpu/fast/rnn_cells.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+
+// The inner loops of one ISA.
+struct Ops {
+  const char* isa;
+  void (*gemm)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);
+  void (*lstm)(const float*, const float*, const float*, float*, float*, float*, int64_t, float, bool);
+  void (*gru_lbr)(const float*, const float*, const float*, float*, float*, int64_t, float);
+  void (*gru_reset)(const float*, const float*, const float*, float*, int64_t, float);
+  void (*gru_update)(const float*, const float*, const float*, float*, float*, int64_t, float);
+  void (*rnn)(const float*, const float*, float*, float*, int64_t, float);
+};
+const Ops kGeneric{"generic", generic::gemm_packed, generic::lstm_row, generic::gru_lbr_row, generic::gru_reset_row,
+                   generic::gru_update_row, generic::rnn_row};
+const Ops kAvx2{"avx2", avx2::gemm_packed, avx2::lstm_row, avx2::gru_lbr_row, avx2::gru_reset_row,
+                avx2::gru_update_row, avx2::rnn_row};
+
+const Ops& pick_ops() {
+  const auto& f = cpu_features();
+  return (f.avx2 && f.fma && !g_force_generic) ? kAvx2 : kGeneric;
+}
+
+enum class Cell { RNN, GRU, LSTM };
+
+// Wt [N, K] row-major (rows = output columns) packed as [ceil(N/16)][K][16], zero-padded.
+struct Packed {
+  int64_t N = 0, K = 0, nblk = 0;
+  std::vector<float> data;
+  Packed() = default;
+  Packed(const float* Wt, int64_t n, int64_t k) : N(n), K(k), nblk((n + kNB - 1) / kNB) {
+    data.assign(static_cast<size_t>(nblk * K * kNB), 0.0f);
+    for (int64_t r = 0; r < N; ++r)
+      for (int64_t kk = 0; kk < K; ++kk) data[static_cast<size_t>(((r / kNB) * K + kk) * kNB + r % kNB)] = Wt[r * K + kk];
+  }
+  int64_t width() const { return nblk * kNB; }
+};
+
+struct Direction {
+  Packed R;                  // LSTM 4H, GRU lbr 3H, GRU (no lbr) z,r = 2H, RNN H columns
+  Packed Rh;                 // GRU without linear_before_reset: the h rows of R
+  std::vector<float> bias;   // [G*H] added to the input projection (Wb + Rb, except GRU lbr's Rb_h)
+  std::vector<float> rbh;    // GRU lbr: Rb_h [H]
+  std::vector<float> P;      // LSTM peepholes [3H] (zeros when absent)
+};
+
+// Scratch of one direction's run, kept per thread so steady-state runs do not allocate.
+struct Scratch {
+  std::vector<float> xw, g, g2, rh;
+};
+Scratch& scratch(int64_t d) {
+  thread_local Scratch s[2];
+  return s[d];
+}
+float* grow(std::vector<float>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+class FastRnn final : public PreparedKernel {
+ public:
+  FastRnn(Cell cell, KernelFn ref) : cell_(cell), ref_(ref), ops_(&pick_ops()) {}
+
+  std::string name() const override {
+    const char* c = cell_ == Cell::LSTM ? "lstm" : cell_ == Cell::GRU ? "gru" : "rnn";
+    return std::string("fast_") + c + "_" + ops_->isa;
+  }
+  size_t state_bytes() const override {
+    size_t n = 0;
+    for (const auto& d : dirs_) n += d.R.data.size() + d.Rh.data.size() + d.bias.size() + d.rbh.size() + d.P.size();
+    return n * sizeof(float);
+  }
+
+  // Returns an empty string when prepared, else why not.
+  std::string prepare(const PrepareContext& pc) {
+    const ir::Node& n = pc.node();
+    gates_ = cell_ == Cell::RNN ? 1 : cell_ == Cell::GRU ? 3 : 4;
+    const std::string dir = pc.attr_s("direction", "forward");
+    if (dir != "forward" && dir != "reverse" && dir != "bidirectional") return "unknown direction";
+    ndir_ = dir == "bidirectional" ? 2 : 1;
+    reverse_only_ = dir == "reverse";
+    const int64_t layout = pc.attr_i("layout", 0);
+    if (layout != 0 && layout != 1) return "layout not 0/1";
+    if (layout == 1 && pc.opset() < 14) return "layout before opset 14";
+    batch_major_ = layout == 1;
+    if (n.has_attr("activation_alpha") || n.has_attr("activation_beta")) return "activation parameters";
+    if (n.has_attr("activations")) {
+      std::vector<std::string> want = cell_ == Cell::RNN   ? std::vector<std::string>{"tanh"}
+                                      : cell_ == Cell::GRU ? std::vector<std::string>{"sigmoid", "tanh"}
+                                                           : std::vector<std::string>{"sigmoid", "tanh", "tanh"};
+      auto names = n.attr_strings("activations", {});
+      if (names.size() != want.size() && names.size() != want.size() * static_cast<size_t>(ndir_))
+        return "activations list size";
+      for (size_t i = 0; i < names.size(); ++i)
+        if (lower(names[i]) != want[i % want.size()]) return "non-default activation " + names[i];
+    }
+    if (pc.has_attr("clip")) {
+      const float c = pc.attr_f("clip", 0);
+      if (!(c > 0)) return "clip not positive";
+      clip_ = c;
+    }
+    if (cell_ == Cell::GRU) {
+      const int64_t lbr = pc.attr_i("linear_before_reset", 0);
+      if (lbr != 0 && lbr != 1) return "linear_before_reset not 0/1";
+      lbr_ = lbr == 1;
+    }
+    if (cell_ == Cell::LSTM) {
+      const int64_t inf = pc.attr_i("input_forget", 0);
+      if (inf != 0 && inf != 1) return "input_forget not 0/1";
+      input_forget_ = inf == 1;
+    }
+    if (const auto* xi = pc.input_info(0); xi && xi->dtype != DType::Float32) return "X is not float32";
+    const Tensor* W = pc.constant(1);
+    const Tensor* R = pc.constant(2);
+    if (!W || !R) return "W or R is not an initializer";
+    if (W->dtype() != DType::Float32 || R->dtype() != DType::Float32) return "weights are not float32";
+    if (W->rank() != 3 || R->rank() != 3) return "W/R rank";
+    H_ = R->dim(2);
+    I_ = W->dim(2);
+    const int64_t GH = gates_ * H_;
+    if (H_ <= 0 || I_ <= 0) return "empty hidden or input size";
+    if (W->shape() != Shape{ndir_, GH, I_} || R->shape() != Shape{ndir_, GH, H_}) return "W/R shapes";
+    if (pc.has_attr("hidden_size") && pc.attr_i("hidden_size", 0) != H_) return "hidden_size mismatch";
+    if (GH >= std::numeric_limits<int>::max() / 2 || I_ >= std::numeric_limits<int>::max() / 2) return "too large";
+    const Tensor* B = nullptr;
+    if (n.has_input(3)) {
+      B = pc.constant(3);
+      if (!B) return "B is not an initializer";
+      if (B->dtype() != DType::Float32 || B->shape() != Shape{ndir_, 2 * GH}) return "B dtype/shape";
+    }
+    const Tensor* P = nullptr;
+    if (cell_ == Cell::LSTM && n.has_input(7)) {
+      P = pc.constant(7);
+      if (!P) return "P is not an initializer";
+      if (P->dtype() != DType::Float32 || P->shape() != Shape{ndir_, 3 * H_}) return "P dtype/shape";
+    }
+    W_ = *W;  // shares the initializer's buffer
+    for (int64_t d = 0; d < ndir_; ++d) {
+      Direction dd;
+      const float* r = R->data<float>() + d * GH * H_;
+      if (cell_ == Cell::GRU && !lbr_) {
+        dd.R = Packed(r, 2 * H_, H_);
+        dd.Rh = Packed(r + 2 * H_ * H_, H_, H_);
+      } else {
+        dd.R = Packed(r, GH, H_);
+      }
+      dd.bias.assign(static_cast<size_t>(GH), 0.0f);
+      if (B) {
+        const float* b = B->data<float>() + d * 2 * GH;
+        for (int64_t k = 0; k < GH; ++k) dd.bias[k] = b[k] + ((cell_ == Cell::GRU && lbr_ && k >= 2 * H_) ? 0.0f : b[GH + k]);
+      }
+      if (cell_ == Cell::GRU && lbr_) {
+        dd.rbh.assign(static_cast<size_t>(H_), 0.0f);
+        if (B) std::copy_n(B->data<float>() + d * 2 * GH + GH + 2 * H_, H_, dd.rbh.begin());
+      }
+      if (cell_ == Cell::LSTM) {
+        dd.P.assign(static_cast<size_t>(3 * H_), 0.0f);
+        if (P) std::copy_n(P->data<float>() + d * 3 * H_, 3 * H_, dd.P.begin());
+      }
+      dirs_.push_back(std::move(dd));
+    }
+    return "";
+  }
+
+  void run(KernelContext& ctx) const override {
+    if (!accepts(ctx)) {
+      ref_(ctx);
+      return;
+    }
+    const Tensor& X = ctx.input(0);
+    const int64_t seq = batch_major_ ? X.dim(1) : X.dim(0), batch = batch_major_ ? X.dim(0) : X.dim(1);
+    std::vector<int64_t> lens;
+    bool ragged = false;
+    if (ctx.has_input(4)) {
+      const Tensor& sl = ctx.input(4);
+      lens.resize(static_cast<size_t>(batch));
+      for (int64_t b = 0; b < batch; ++b) {
+        lens[b] = sl.get_i64(b);
+        ragged |= lens[b] != seq;
+      }
+    }
+    if (!ragged) lens.clear();
+
+    // Outputs; the state lives in Y_h / Y_c (or scratch of the same layout).
+    Tensor* Y = nullptr;
+    if (ctx.output_wanted(0)) {
+      Shape s = batch_major_ ? Shape{batch, seq, ndir_, H_} : Shape{seq, ndir_, batch, H_};
+      Y = &ctx.alloc_output(0, DType::Float32, s, ragged ? KernelContext::Init::Zero : KernelContext::Init::Uninit);
+    }
+    const Shape ss = batch_major_ ? Shape{batch, ndir_, H_} : Shape{ndir_, batch, H_};
+    const int64_t state_n = ndir_ * batch * H_;
+    std::vector<float> h_tmp, c_tmp;
+    auto state = [&](size_t out, size_t in, std::vector<float>& tmp) -> float* {
+      float* p;
+      if (ctx.output_wanted(out)) p = ctx.alloc_output(out, DType::Float32, ss, KernelContext::Init::Uninit).data<float>();
+      else p = grow(tmp, state_n);
+      if (ctx.has_input(in)) std::memcpy(p, ctx.input(in).data<float>(), static_cast<size_t>(state_n) * sizeof(float));
+      else std::fill_n(p, state_n, 0.0f);
+      return p;
+    };
+    float* Hs = state(1, 5, h_tmp);
+    float* Cs = cell_ == Cell::LSTM ? state(2, 6, c_tmp) : nullptr;
+
+    auto one = [&](int64_t d) {
+      run_direction(X.data<float>(), seq, batch, d, reverse_only_ || d == 1, lens, Y ? Y->data<float>() : nullptr, Hs,
+                    Cs);
+    };
+    if (ndir_ == 2 && num_threads() > 1 && !in_parallel_region()) {
+      parallel_for(2, [&](int64_t b, int64_t e) {
+        for (int64_t d = b; d < e; ++d) one(d);
+      });
+    } else {
+      for (int64_t d = 0; d < ndir_; ++d) one(d);
+    }
+  }
+
+ private:
+  // Whether the fast path takes this run's inputs; the reference kernel handles (and reports) the rest.
+  bool accepts(const KernelContext& ctx) const {
+    const Tensor& X = ctx.input(0);
+    if (X.is_sequence() || X.is_none() || X.dtype() != DType::Float32 || X.rank() != 3 || X.dim(2) != I_) return false;
+    const int64_t seq = batch_major_ ? X.dim(1) : X.dim(0), batch = batch_major_ ? X.dim(0) : X.dim(1);
+    if (seq <= 0 || batch <= 0 || seq * batch >= std::numeric_limits<int>::max() / 2) return false;
+    const Shape ss = batch_major_ ? Shape{batch, ndir_, H_} : Shape{ndir_, batch, H_};
+    for (size_t i : {size_t(5), size_t(6)}) {
+      if (i == 6 && cell_ != Cell::LSTM) break;
+      if (!ctx.has_input(i)) continue;
+      const Tensor& t = ctx.input(i);
+      if (t.is_sequence() || t.is_none() || t.dtype() != DType::Float32 || t.shape() != ss) return false;
+    }
+    if (ctx.has_input(4)) {
+      const Tensor& sl = ctx.input(4);
+      if (sl.is_sequence() || sl.is_none() || (sl.dtype() != DType::Int32 && sl.dtype() != DType::Int64) ||
+          sl.shape() != Shape{batch})
+        return false;
+      for (int64_t b = 0; b < batch; ++b) {
+        const int64_t L = sl.get_i64(b);
+        if (L < 0 || L > seq) return false;
+      }
+    }
+    return true;
+  }
+
+  void run_direction(const float* X, int64_t seq, int64_t batch, int64_t d, bool reverse,
+                     const std::vector<int64_t>& lens, float* Y, float* Hs, float* Cs) const {
+    const Direction& dw = dirs_[static_cast<size_t>(d)];
+    const Ops& ops = *ops_;
+    const int64_t H = H_, GH = gates_ * H, rows = seq * batch;
+    Scratch& sc = scratch(d);
+
+    // Input projection of every step: xw = X·W^T + bias (rows in X's own order).
+    float* xw = grow(sc.xw, rows * GH);
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(xw + r * GH, dw.bias.data(), static_cast<size_t>(GH) * sizeof(float));
+    sgemm(false, true, rows, GH, I_, 1.0f, X, I_, W_.data<float>() + d * GH * I_, I_, 1.0f, xw, GH);
+
+    // State rows: [dirs, batch, H] (layout 0) or [batch, dirs, H] (layout 1).
+    const int64_t sld = batch_major_ ? ndir_ * H : H;
+    float* h0 = Hs + (batch_major_ ? d * H : d * batch * H);
+    float* c0 = Cs ? Cs + (batch_major_ ? d * H : d * batch * H) : nullptr;
+    auto xrow = [&](int64_t t, int64_t b) { return xw + (batch_major_ ? b * seq + t : t * batch + b) * GH; };
+    auto yrow = [&](int64_t t, int64_t b) -> float* {
+      if (!Y) return nullptr;
+      return Y + (batch_major_ ? (b * seq + t) * ndir_ + d : (t * ndir_ + d) * batch + b) * H;
+    };
+
+    const int64_t gw = dw.R.width();
+    float* g = grow(sc.g, batch * gw);
+    float* g2 = cell_ == Cell::GRU && !lbr_ ? grow(sc.g2, batch * dw.Rh.width()) : nullptr;
+    float* rh = cell_ == Cell::GRU && !lbr_ ? grow(sc.rh, batch * H) : nullptr;
+    if (rh) std::fill_n(rh, batch * H, 0.0f);
+
+    // Per-step GEMM on the packed R; large ones split over column blocks when threads are free.
+    auto rec_gemm = [&](const float* A, int64_t lda, const Packed& P, float* C) {
+      const int64_t work = batch * P.K * P.width();
+      if (work >= (int64_t(1) << 21) && num_threads() > 1 && !in_parallel_region())
+        parallel_for(P.nblk, [&](int64_t b0, int64_t b1) { ops.gemm(A, lda, batch, P.K, P.data.data(), b0, b1, C, P.width()); }, 4);
+      else
+        ops.gemm(A, lda, batch, P.K, P.data.data(), 0, P.nblk, C, P.width());
+    };
+
+    for (int64_t k = 0; k < seq; ++k) {
+      if (!lens.empty()) {
+        bool any = false;
+        for (int64_t b = 0; b < batch; ++b) any |= k < lens[b];
+        if (!any) break;
+      }
+      rec_gemm(h0, sld, dw.R, g);
+      if (cell_ == Cell::GRU && !lbr_) {
+        for (int64_t b = 0; b < batch; ++b) {
+          const int64_t L = lens.empty() ? seq : lens[b];
+          if (k >= L) continue;
+          const int64_t t = reverse ? L - 1 - k : k;
+          ops.gru_reset(xrow(t, b), g + b * gw, h0 + b * sld, rh + b * H, H, clip_);
+        }
+        rec_gemm(rh, H, dw.Rh, g2);
+      }
+      for (int64_t b = 0; b < batch; ++b) {
+        const int64_t L = lens.empty() ? seq : lens[b];
+        if (k >= L) continue;  // finished: its state stays, its Y rows stay zero
+        const int64_t t = reverse ? L - 1 - k : k;
+        float* h = h0 + b * sld;
+        switch (cell_) {
+          case Cell::LSTM:
+            ops.lstm(xrow(t, b), g + b * gw, dw.P.data(), c0 + b * sld, h, yrow(t, b), H, clip_, input_forget_);
+            break;
+          case Cell::GRU:
+            if (lbr_) ops.gru_lbr(xrow(t, b), g + b * gw, dw.rbh.data(), h, yrow(t, b), H, clip_);
+            else ops.gru_update(xrow(t, b), g + b * gw, g2 + b * dw.Rh.width(), h, yrow(t, b), H, clip_);
+            break;
+          case Cell::RNN: ops.rnn(xrow(t, b), g + b * gw, h, yrow(t, b), H, clip_); break;
+        }
+      }
+    }
+  }
+
+  Cell cell_;
+  KernelFn ref_;
+  const Ops* ops_;
+  int64_t gates_ = 1, ndir_ = 1, H_ = 0, I_ = 0;
+  bool reverse_only_ = false, batch_major_ = false, lbr_ = false, input_forget_ = false;
+  float clip_ = std::numeric_limits<float>::infinity();
+  Tensor W_;
+  std::vector<Direction> dirs_;
+};
+
+template <Cell C>
+std::unique_ptr<PreparedKernel> prepare_cell(const PrepareContext& pc, std::string* why) {
+  const KernelDef* ref = registry().find("", pc.node().op_type, pc.opset());
+  if (!ref) {
+    if (why) *why = "no reference kernel at this opset";
+    return nullptr;
+  }
+  auto k = std::make_unique<FastRnn>(C, ref->fn);
+  std::string r = k->prepare(pc);
+  if (!r.empty()) {
+    if (why) *why = r;
+    return nullptr;
+  }
+  return k;
+}
+
+}  // namespace
+
+void fast_rnn_force_generic(bool on) { g_force_generic = on; }
+
+void fast_rnn_activation(bool use_avx2, bool tanh, const float* x, float* out, int64_t n) {
+  if (use_avx2 && cpu_features().avx2 && cpu_features().fma) {
+    if (tanh) avx2::tanh_n(x, out, n);
+    else avx2::sigmoid_n(x, out, n);
+  } else {
+    if (tanh) generic::tanh_n(x, out, n);
+    else generic::sigmoid_n(x, out, n);
+  }
+}
+
+void register_fast_rnn(FastRegistry& r) {
+  r.add({"LSTM", "", "fast_lstm", prepare_cell<Cell::LSTM>});
+  r.add({"GRU", "", "fast_gru", prepare_cell<Cell::GRU>});
+  r.add({"RNN", "", "fast_rnn", prepare_cell<Cell::RNN>});
+}
 
 }  // namespace opennpu::cpu
