@@ -18,3 +18,5 @@ void add_ops_command(CLI::App& app);
 void add_profile_commands(CLI::App& app);
 // tools/cmd_explore.cpp: explore (design-space sweeps).
 void add_explore_command(CLI::App& app);
+// tools/cmd_quantize.cpp: quantize (post-training int8, QDQ ONNX).
+void add_quantize_command(CLI::App& app);

@@ -287,6 +287,7 @@ int main(int argc, char** argv) {
   add_ops_command(app);
   add_profile_commands(app);
   add_explore_command(app);
+  add_quantize_command(app);
 
   try {
     app.parse(argc, argv);

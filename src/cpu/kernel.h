@@ -127,6 +127,7 @@ void register_rnn(Registry& r);
 void register_control_flow(Registry& r);
 void register_sequence(Registry& r);
 void register_quant(Registry& r);
+void register_quant_gemm(Registry& r);
 void register_misc(Registry& r);
 
 }  // namespace opennpu::cpu

@@ -73,6 +73,7 @@ const Registry& registry() {
     register_control_flow(reg);
     register_sequence(reg);
     register_quant(reg);
+    register_quant_gemm(reg);  // com.microsoft QGemm (kernels/quant_gemm.cpp)
     register_misc(reg);
     return reg;
   }();

@@ -25,6 +25,11 @@ int remove_dead_nodes(Graph& g);
 // Folds an inference BatchNormalization that follows a Conv (whose output it alone reads) into
 // the Conv's weights and bias. Requires constant Conv weights/bias and BN parameters (float32).
 int fold_conv_batchnorm(Graph& g);
+// Rewrites QDQ patterns (DequantizeLinear inputs -> Conv/MatMul/Gemm -> QuantizeLinear) into
+// QLinearConv / QLinearMatMul / com.microsoft QGemm where the integer op represents them exactly
+// (ir/passes_qdq.cpp). Takes the Model: a QGemm needs the com.microsoft opset. Run it before
+// fold_constants, which would fold the weights' DequantizeLinear into float initializers.
+int fuse_qdq(Model& m);
 
 struct PassInfo {
   std::string name;

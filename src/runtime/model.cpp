@@ -46,6 +46,7 @@ void optimize_graph(ir::Model& m, bool need_static_shapes) {
     k->fn(ctx);
     return ctx.outputs();
   };
+  ir::fuse_qdq(m);  // QDQ -> QLinearConv/QLinearMatMul/QGemm; before folding, which would eat DQ(weights)
   // Shape folding exposes more constants, whose folding may expose more static shapes: repeat.
   for (int round = 0; round < 8; ++round) {
     int changes = ir::fold_shapes(m.graph) + ir::fold_constants(m.graph, eval);
