@@ -13,6 +13,10 @@
 // array can never change the model or another result. predict() releases the GIL; the runtime
 // allows concurrent predictions on one Model.
 #include <algorithm>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -27,6 +31,8 @@
 #include <pybind11/stl.h>
 
 #include "core/half.h"
+#include "core/parallel.h"
+#include "explore/explore.h"
 #include "npu/arch/hardware.h"
 #include "opennpu/errors.h"
 #include "opennpu/runtime.h"
@@ -374,12 +380,94 @@ class PyModel {
   std::vector<Range> model_ranges_;
 };
 
+
+// ---- design-space exploration (python/opennpu/explore.py drives these; docs/explore.md) ----
+// One parsed sweep, its grid and a Runner per (file, text, models_dir) per process: a Dask worker
+// imports each model once and keeps its compilations across the groups it is given.
+struct ExploreState {
+  explore::Sweep sweep;
+  explore::Expansion exp;
+  std::unique_ptr<explore::Runner> runner;
+};
+ExploreState& explore_state(const std::string& text, const std::string& file, const std::string& models_dir,
+                            bool functional) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<ExploreState>> states;
+  std::lock_guard<std::mutex> lk(mu);
+  std::string key = file + '\0' + text + '\0' + models_dir + (functional ? "F" : "T");
+  auto& st = states[key];
+  if (!st) {
+    auto s = std::make_unique<ExploreState>();
+    s->sweep = explore::Sweep::parse(text, file, models_dir);
+    if (functional) s->sweep.functional = true;
+    s->exp = explore::expand(s->sweep);
+    s->runner = std::make_unique<explore::Runner>(s->sweep, s->exp);
+    st = std::move(s);
+  }
+  return *st;
+}
+
+void add_explore_bindings(py::module_& m) {
+  m.def("_explore_plan", [](const std::string& text, const std::string& file, const std::string& models_dir, bool functional,
+                            const std::string& out_dir) {
+    auto& st = explore_state(text, file, models_dir, functional);
+    auto journal = out_dir.empty() ? std::map<std::string, std::string>{} : explore::read_journal(out_dir);
+    std::set<std::string> done;
+    for (size_t p = 0; p < st.exp.points.size(); ++p)
+      for (int mi = 0; mi < static_cast<int>(st.sweep.models.size()); ++mi) {
+        std::string k = explore::point_key(st.sweep, st.exp.points[p], mi);
+        if (journal.count(k)) done.insert(k);
+      }
+    py::list groups;
+    for (const auto& g : explore::plan_groups(st.sweep, st.exp, done)) {
+      py::list l;
+      for (const auto& j : g) l.append(py::make_tuple(j.point, j.model));
+      groups.append(l);
+    }
+    py::dict d;
+    d["name"] = st.sweep.name;
+    d["points"] = st.exp.points.size();
+    d["grid_size"] = st.exp.grid_size;
+    py::list models;
+    for (const auto& mr : st.sweep.models) models.append(mr.name);
+    d["models"] = models;
+    d["rows"] = st.exp.points.size() * st.sweep.models.size();
+    d["resumed"] = done.size();
+    d["groups"] = groups;
+    return d;
+  }, py::arg("text"), py::arg("file"), py::arg("models_dir") = "", py::arg("functional") = false, py::arg("out_dir") = "");
+  m.def("_explore_run", [](const std::string& text, const std::string& file, const std::string& models_dir, bool functional,
+                           const std::vector<std::pair<int, int>>& jobs, int threads) {
+    auto& st = explore_state(text, file, models_dir, functional);
+    std::vector<std::string> rows;
+    py::gil_scoped_release nogil;
+    if (threads > 0) set_num_threads(threads);
+    for (auto [p, mi] : jobs) rows.push_back(st.runner->run(explore::Job{p, mi}));
+    return rows;
+  }, py::arg("text"), py::arg("file"), py::arg("models_dir"), py::arg("functional"), py::arg("jobs"), py::arg("threads") = 0);
+  m.def("_explore_finish", [](const std::string& text, const std::string& file, const std::string& models_dir, bool functional,
+                              const std::string& out_dir) {
+    auto& st = explore_state(text, file, models_dir, functional);
+    auto s = explore::write_results(out_dir, st.sweep, st.exp, explore::read_journal(out_dir));
+    py::dict d;
+    d["rows"] = s.rows;
+    d["points"] = s.points;
+    d["pareto_rows"] = s.pareto_rows;
+    return d;
+  }, py::arg("text"), py::arg("file"), py::arg("models_dir"), py::arg("functional"), py::arg("out_dir"));
+  m.def("_explore_columns", [] { return explore::columns(); });
+  py::class_<explore::Journal>(m, "_ExploreJournal")
+      .def(py::init<const std::string&>(), py::arg("out_dir"))
+      .def("append", &explore::Journal::append, py::arg("row"));
+}
+
 }  // namespace
 
-PYBIND11_MODULE(opennpu, m) {
+PYBIND11_MODULE(_opennpu, m) {
   m.doc() = "opennpu: an open Neural Engine (ONNX models on a CPU reference backend and a simulated NPU)";
   m.attr("__version__") = OPENNPU_VERSION;
   py::register_exception<Error>(m, "Error", PyExc_RuntimeError);
+  add_explore_bindings(m);
 
   m.def("hardware_presets", [] { return npu::list_presets(); }, "Names of the hardware presets (hw/*.toml), sorted.");
 

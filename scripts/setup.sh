@@ -22,6 +22,8 @@ packages=(
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-torch python3-torchvision
   # headless browser for screenshots of the HTML reports
   chromium
+  # design-space exploration: Dask cluster entry point and plots (docs/explore.md)
+  python3-dask python3-distributed python3-matplotlib
 )
 # node/npm run the ONNX Runtime reference harness. A node installed some other way (e.g. NodeSource)
 # is kept: Debian's nodejs package would conflict with it.
