@@ -1,9 +1,9 @@
 // Fast LSTM / GRU / RNN (src/cpu/fast/rnn.cpp) against the reference kernels (src/cpu/kernels/rnn.cpp).
 //
 // Each case builds a one-node model, runs it through two Executors, fast (RunOptions.fast = true)
-// and reference (fast = false), on the same seeded inputs, and compares every output. Both ISAs of
-// the fast kernel are run (AVX2 when the CPU has it, and the plain-float one forced through the
-// test hook). The fast kernel must actually have run the node (Executor::implementations()),
+// and reference (fast = false), on the same seeded inputs, and compares every output. Every ISA
+// instantiation of the fast kernel the CPU can run is tested (AVX-512, AVX2, plain float; forced
+// through the test hook; the ones this CPU lacks are reported as skipped). The fast kernel must actually have run the node (Executor::implementations()),
 // except in the cases that check it declines.
 //
 // Tolerance: |fast - ref| <= 1e-4 * max(1, max |ref|) per output (fp32; the differences come from
@@ -21,8 +21,8 @@
 #include "cpu/fast/fast.h"
 
 namespace opennpu::cpu {
-void fast_rnn_force_generic(bool on);
-void fast_rnn_activation(bool avx2, bool tanh, const float* x, float* out, int64_t n);
+void fast_rnn_force_isa(int isa);
+bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t n);
 }  // namespace opennpu::cpu
 
 namespace {
@@ -214,15 +214,21 @@ std::string check(const Config& c, uint32_t seed, bool expect_fast = true) {
   return impl;
 }
 
-class FastRnn : public ::testing::TestWithParam<bool> {  // param: force the generic ISA
+// Param: ISA code of fast_rnn_force_isa (0 = AVX-512, 2 = AVX2, 1 = generic).
+const char* isa_name(int isa) { return isa == 0 ? "avx512" : isa == 2 ? "avx2" : "generic"; }
+bool cpu_has(int isa) {
+  const auto& f = cpu::cpu_features();
+  return isa == 1 || (isa == 2 && f.avx2 && f.fma) || (isa == 0 && f.avx512f && f.avx2 && f.fma);
+}
+
+class FastRnn : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
-    if (!GetParam() && !(cpu::cpu_features().avx2 && cpu::cpu_features().fma))
-      GTEST_SKIP() << "this CPU has no AVX2+FMA; the generic instantiation is tested by the other parameter";
-    cpu::fast_rnn_force_generic(GetParam());
+    if (!cpu_has(GetParam())) GTEST_SKIP() << "this CPU cannot run the " << isa_name(GetParam()) << " kernels";
+    cpu::fast_rnn_force_isa(GetParam());
   }
-  void TearDown() override { cpu::fast_rnn_force_generic(false); }
-  std::string isa() const { return GetParam() ? "generic" : "avx2"; }
+  void TearDown() override { cpu::fast_rnn_force_isa(0); }
+  std::string isa() const { return isa_name(GetParam()); }
 };
 
 TEST_P(FastRnn, RunsTheRequestedIsa) {
@@ -338,8 +344,8 @@ TEST_P(FastRnn, DeclinesWhatItDoesNotHandle) {
   check(c, 2001, /*expect_fast=*/false);
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, FastRnn, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "generic" : "avx2"; });
+INSTANTIATE_TEST_SUITE_P(Isa, FastRnn, ::testing::Values(0, 2, 1),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
 
 // The vector sigmoid and tanh against double precision over [-100, 100] (dense near 0).
 TEST(FastRnnActivations, ErrorBound) {
@@ -348,10 +354,13 @@ TEST(FastRnnActivations, ErrorBound) {
   for (double v = -1; v <= 1; v += 1e-5) x.push_back(static_cast<float>(v));
   for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 88.0f, -88.0f, 89.0f, -89.0f, 1e30f, -1e30f}) x.push_back(v);
   std::vector<float> out(x.size());
-  for (bool avx2 : {true, false})
+  for (int isa : {0, 2, 1})
     for (bool tanh : {false, true}) {
-      SCOPED_TRACE(std::string(avx2 ? "avx2 " : "generic ") + (tanh ? "tanh" : "sigmoid"));
-      cpu::fast_rnn_activation(avx2, tanh, x.data(), out.data(), static_cast<int64_t>(x.size()));
+      SCOPED_TRACE(std::string(isa_name(isa)) + (tanh ? " tanh" : " sigmoid"));
+      if (!cpu::fast_rnn_activation(isa, tanh, x.data(), out.data(), static_cast<int64_t>(x.size()))) {
+        EXPECT_FALSE(cpu_has(isa));
+        continue;
+      }
       double worst = 0, worst_rel_small = 0;
       for (size_t i = 0; i < x.size(); ++i) {
         double want = tanh ? std::tanh(double(x[i])) : 1.0 / (1.0 + std::exp(-double(x[i])));

@@ -3,10 +3,10 @@
 // Prepared once: each direction's recurrence weights R are re-laid-out into column blocks of 16
 // ([block][k][16], cpu/fast/rnn_cells.inc) so the per-step GEMM h·R^T streams them contiguously,
 // and the biases are folded (Wb + Rb) into one vector. Per run and direction: the input projection
-// of every time step is one OpenBLAS SGEMM (X·W^T over seq*batch rows, bias pre-filled), then each
-// step runs the packed recurrence GEMM (hand-vectorised, 1 row: 8 accumulators over 64 columns) and
-// the gate arithmetic with vectorised sigmoid/tanh (AVX2+FMA when the CPU has it, chosen at run
-// time; a plain-float version of the same source otherwise). The state lives directly in the Y_h /
+// of every time step is one GEMM (X·W^T + bias over seq*batch rows, W packed the same way), then each
+// step runs the packed recurrence GEMM (hand-vectorised; 1 row: 8 vector accumulators) and
+// the gate arithmetic with vectorised sigmoid/tanh. One source (rnn_cells.inc) is instantiated for
+// AVX-512, AVX2+FMA and plain float; the best the CPU has is chosen at run time. The state lives directly in the Y_h /
 // Y_c outputs (same layout as initial_h / initial_c), Y is written as the steps go.
 //
 // Handled: forward / reverse / bidirectional (the two directions run in parallel when there are
@@ -37,21 +37,23 @@
 
 namespace opennpu::cpu {
 
-// Test hook: prepare the plain-float kernels even on an AVX2 machine (tests cover both).
-void fast_rnn_force_generic(bool on);
-// Test hook: the vector activations of the chosen ISA, for the accuracy test.
-void fast_rnn_activation(bool avx2, bool tanh, const float* x, float* out, int64_t n);
+// Test hooks: which instruction set the kernels prepared from now on use (0 = the best this CPU
+// has, 1 = generic, 2 = at most AVX2), so tests cover every instantiation the CPU can run; and the
+// vector activations of one ISA (same codes; false when this CPU cannot run it), for their accuracy test.
+void fast_rnn_force_isa(int isa);
+bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t n);
 
 namespace {
 
-std::atomic<bool> g_force_generic{false};
+// Test hook: 0 = best for this CPU, 1 = generic, 2 = at most AVX2.
+std::atomic<int> g_force_isa{0};
 constexpr int64_t kNB = 16;  // packed column block width
 
 // ---- the generic (plain float) instantiation ---------------------------------------------------
 namespace generic {
 struct V {
   using T = float;
-  static constexpr int W = 1;
+  static constexpr int W = 1, NB1 = 1, NBM = 1, MR = 3;  // vector width; GEMM tile shapes
   static T zero() { return 0.0f; }
   static T set1(float v) { return v; }
   static T load(const float* p) { return *p; }
@@ -80,7 +82,7 @@ struct V {
 namespace avx2 {
 struct V {
   using T = __m256;
-  static constexpr int W = 8;
+  static constexpr int W = 8, NB1 = 4, NBM = 2, MR = 3;
   static T zero() { return _mm256_setzero_ps(); }
   static T set1(float v) { return _mm256_set1_ps(v); }
   static T load(const float* p) { return _mm256_loadu_ps(p); }
@@ -144,10 +146,75 @@ struct V {
 }  // namespace avx2
 #pragma GCC pop_options
 
+// ---- the AVX-512 instantiation (same algorithms, 16 floats per vector) ----------------------------
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+namespace avx512 {
+struct V {
+  using T = __m512;
+  static constexpr int W = 16, NB1 = 8, NBM = 4, MR = 6;
+  static T zero() { return _mm512_setzero_ps(); }
+  static T set1(float v) { return _mm512_set1_ps(v); }
+  static T load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static __mmask16 mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static T load_n(const float* p, int64_t n) { return n == 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask(n), p); }
+  static void store_n(float* p, int64_t n, T v) {
+    if (n == 16) _mm512_storeu_ps(p, v);
+    else _mm512_mask_storeu_ps(p, mask(n), v);
+  }
+  static T add(T a, T b) { return _mm512_add_ps(a, b); }
+  static T sub(T a, T b) { return _mm512_sub_ps(a, b); }
+  static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
+  static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static T min(T a, T b) { return _mm512_min_ps(a, b); }
+  static T max(T a, T b) { return _mm512_max_ps(a, b); }
+  static T exp(T x) {  // as avx2::V::exp
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-88.3762626647949f)), _mm512_set1_ps(88.3762626647949f));
+    T fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+    T y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127));
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(e, 23)));
+  }
+  static T sigmoid(T x) {
+    const T one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+  }
+  static T tanh(T x) {  // as avx2::V::tanh
+    const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    const __m512i xi = _mm512_castps_si512(x);
+    const T ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
+    const T one = _mm512_set1_ps(1.0f);
+    const T e = exp(_mm512_min_ps(_mm512_add_ps(ax, ax), _mm512_set1_ps(40.0f)));
+    T big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+    big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big), _mm512_and_si512(sign, xi)));
+    const T z = _mm512_mul_ps(x, x);
+    T p = _mm512_set1_ps(-5.70498872745e-3f);
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+    const T small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_GE_OQ), small, big);
+  }
+};
+#include "cpu/fast/rnn_cells.inc"
+}  // namespace avx512
+#pragma GCC pop_options
+
 // The inner loops of one ISA.
 struct Ops {
   const char* isa;
-  void (*gemm)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);
+  void (*gemm)(const float*, int64_t, int64_t, int64_t, const float*, const float*, int64_t, int64_t, float*, int64_t);
   void (*lstm)(const float*, const float*, const float*, float*, float*, float*, int64_t, float, bool);
   void (*gru_lbr)(const float*, const float*, const float*, float*, float*, int64_t, float);
   void (*gru_reset)(const float*, const float*, const float*, float*, int64_t, float);
@@ -158,10 +225,15 @@ const Ops kGeneric{"generic", generic::gemm_packed, generic::lstm_row, generic::
                    generic::gru_update_row, generic::rnn_row};
 const Ops kAvx2{"avx2", avx2::gemm_packed, avx2::lstm_row, avx2::gru_lbr_row, avx2::gru_reset_row,
                 avx2::gru_update_row, avx2::rnn_row};
+const Ops kAvx512{"avx512", avx512::gemm_packed, avx512::lstm_row, avx512::gru_lbr_row, avx512::gru_reset_row,
+                  avx512::gru_update_row, avx512::rnn_row};
 
 const Ops& pick_ops() {
   const auto& f = cpu_features();
-  return (f.avx2 && f.fma && !g_force_generic) ? kAvx2 : kGeneric;
+  const int force = g_force_isa;
+  if (force == 0 && f.avx512f && f.avx2 && f.fma) return kAvx512;
+  if (force != 1 && f.avx2 && f.fma) return kAvx2;
+  return kGeneric;
 }
 
 enum class Cell { RNN, GRU, LSTM };
@@ -180,9 +252,10 @@ struct Packed {
 };
 
 struct Direction {
+  Packed W;                  // input weights [G*H, input], for the input projection
   Packed R;                  // LSTM 4H, GRU lbr 3H, GRU (no lbr) z,r = 2H, RNN H columns
   Packed Rh;                 // GRU without linear_before_reset: the h rows of R
-  std::vector<float> bias;   // [G*H] added to the input projection (Wb + Rb, except GRU lbr's Rb_h)
+  std::vector<float> bias;   // [W.width()] added to the input projection (Wb + Rb, except GRU lbr's Rb_h)
   std::vector<float> rbh;    // GRU lbr: Rb_h [H]
   std::vector<float> P;      // LSTM peepholes [3H] (zeros when absent)
 };
@@ -215,7 +288,7 @@ class FastRnn final : public PreparedKernel {
   }
   size_t state_bytes() const override {
     size_t n = 0;
-    for (const auto& d : dirs_) n += d.R.data.size() + d.Rh.data.size() + d.bias.size() + d.rbh.size() + d.P.size();
+    for (const auto& d : dirs_) n += d.W.data.size() + d.R.data.size() + d.Rh.data.size() + d.bias.size() + d.rbh.size() + d.P.size();
     return n * sizeof(float);
   }
 
@@ -282,9 +355,9 @@ class FastRnn final : public PreparedKernel {
       if (!P) return "P is not an initializer";
       if (P->dtype() != DType::Float32 || P->shape() != Shape{ndir_, 3 * H_}) return "P dtype/shape";
     }
-    W_ = *W;  // shares the initializer's buffer
     for (int64_t d = 0; d < ndir_; ++d) {
       Direction dd;
+      dd.W = Packed(W->data<float>() + d * GH * I_, GH, I_);
       const float* r = R->data<float>() + d * GH * H_;
       if (cell_ == Cell::GRU && !lbr_) {
         dd.R = Packed(r, 2 * H_, H_);
@@ -292,7 +365,7 @@ class FastRnn final : public PreparedKernel {
       } else {
         dd.R = Packed(r, GH, H_);
       }
-      dd.bias.assign(static_cast<size_t>(GH), 0.0f);
+      dd.bias.assign(static_cast<size_t>(dd.W.width()), 0.0f);
       if (B) {
         const float* b = B->data<float>() + d * 2 * GH;
         for (int64_t k = 0; k < GH; ++k) dd.bias[k] = b[k] + ((cell_ == Cell::GRU && lbr_ && k >= 2 * H_) ? 0.0f : b[GH + k]);
@@ -393,19 +466,24 @@ class FastRnn final : public PreparedKernel {
                      const std::vector<int64_t>& lens, float* Y, float* Hs, float* Cs) const {
     const Direction& dw = dirs_[static_cast<size_t>(d)];
     const Ops& ops = *ops_;
-    const int64_t H = H_, GH = gates_ * H, rows = seq * batch;
+    const int64_t H = H_, rows = seq * batch;
     Scratch& sc = scratch(d);
 
-    // Input projection of every step: xw = X·W^T + bias (rows in X's own order).
-    float* xw = grow(sc.xw, rows * GH);
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(xw + r * GH, dw.bias.data(), static_cast<size_t>(GH) * sizeof(float));
-    sgemm(false, true, rows, GH, I_, 1.0f, X, I_, W_.data<float>() + d * GH * I_, I_, 1.0f, xw, GH);
+    // Input projection of every step: xw = X·W^T + bias (rows in X's own order, row stride xld).
+    const int64_t xld = dw.W.width();
+    float* xw = grow(sc.xw, rows * xld);
+    if (rows * I_ * xld >= (int64_t(1) << 20) && num_threads() > 1 && !in_parallel_region())
+      parallel_for(dw.W.nblk, [&](int64_t b0, int64_t b1) {
+        ops.gemm(X, I_, rows, I_, dw.W.data.data(), dw.bias.data(), b0, b1, xw, xld);
+      }, 2);
+    else
+      ops.gemm(X, I_, rows, I_, dw.W.data.data(), dw.bias.data(), 0, dw.W.nblk, xw, xld);
 
     // State rows: [dirs, batch, H] (layout 0) or [batch, dirs, H] (layout 1).
     const int64_t sld = batch_major_ ? ndir_ * H : H;
     float* h0 = Hs + (batch_major_ ? d * H : d * batch * H);
     float* c0 = Cs ? Cs + (batch_major_ ? d * H : d * batch * H) : nullptr;
-    auto xrow = [&](int64_t t, int64_t b) { return xw + (batch_major_ ? b * seq + t : t * batch + b) * GH; };
+    auto xrow = [&](int64_t t, int64_t b) { return xw + (batch_major_ ? b * seq + t : t * batch + b) * xld; };
     auto yrow = [&](int64_t t, int64_t b) -> float* {
       if (!Y) return nullptr;
       return Y + (batch_major_ ? (b * seq + t) * ndir_ + d : (t * ndir_ + d) * batch + b) * H;
@@ -421,9 +499,9 @@ class FastRnn final : public PreparedKernel {
     auto rec_gemm = [&](const float* A, int64_t lda, const Packed& P, float* C) {
       const int64_t work = batch * P.K * P.width();
       if (work >= (int64_t(1) << 21) && num_threads() > 1 && !in_parallel_region())
-        parallel_for(P.nblk, [&](int64_t b0, int64_t b1) { ops.gemm(A, lda, batch, P.K, P.data.data(), b0, b1, C, P.width()); }, 4);
+        parallel_for(P.nblk, [&](int64_t b0, int64_t b1) { ops.gemm(A, lda, batch, P.K, P.data.data(), nullptr, b0, b1, C, P.width()); }, 4);
       else
-        ops.gemm(A, lda, batch, P.K, P.data.data(), 0, P.nblk, C, P.width());
+        ops.gemm(A, lda, batch, P.K, P.data.data(), nullptr, 0, P.nblk, C, P.width());
     };
 
     for (int64_t k = 0; k < seq; ++k) {
@@ -467,7 +545,6 @@ class FastRnn final : public PreparedKernel {
   int64_t gates_ = 1, ndir_ = 1, H_ = 0, I_ = 0;
   bool reverse_only_ = false, batch_major_ = false, lbr_ = false, input_forget_ = false;
   float clip_ = std::numeric_limits<float>::infinity();
-  Tensor W_;
   std::vector<Direction> dirs_;
 };
 
@@ -489,16 +566,23 @@ std::unique_ptr<PreparedKernel> prepare_cell(const PrepareContext& pc, std::stri
 
 }  // namespace
 
-void fast_rnn_force_generic(bool on) { g_force_generic = on; }
+void fast_rnn_force_isa(int isa) { g_force_isa = isa; }
 
-void fast_rnn_activation(bool use_avx2, bool tanh, const float* x, float* out, int64_t n) {
-  if (use_avx2 && cpu_features().avx2 && cpu_features().fma) {
+bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t n) {
+  const auto& f = cpu_features();
+  if (isa == 0) {
+    if (!(f.avx512f && f.avx2 && f.fma)) return false;
+    if (tanh) avx512::tanh_n(x, out, n);
+    else avx512::sigmoid_n(x, out, n);
+  } else if (isa == 2) {
+    if (!(f.avx2 && f.fma)) return false;
     if (tanh) avx2::tanh_n(x, out, n);
     else avx2::sigmoid_n(x, out, n);
   } else {
     if (tanh) generic::tanh_n(x, out, n);
     else generic::sigmoid_n(x, out, n);
   }
+  return true;
 }
 
 void register_fast_rnn(FastRegistry& r) {
