@@ -638,6 +638,7 @@ void put_program(Writer& w, const npu::Program& p) {
   w.u64(p.buffers.size());
   for (const auto& b : p.buffers) {
     w.str(b.name); w.pod_vec(b.shape); w.u8(b.constant); w.i64(b.bytes); w.u8(b.graph_output);
+    w.u8(static_cast<uint8_t>(b.dtype));
   }
   w.u64(p.layers.size());
   for (const auto& L : p.layers) {
@@ -652,6 +653,11 @@ void put_program(Writer& w, const npu::Program& p) {
     w.u8(static_cast<uint8_t>(L.act));
     w.put(L.clip_lo); w.put(L.clip_hi);
     for (int64_t v : {L.macs, L.flops, L.vec_rows, L.vec_row_elems, L.vec_ops_per_elem}) w.i64(v);
+    // INT8 parameters (npu/compiler/program.h QuantParams)
+    w.u8(L.q.on); w.u8(L.q.int8);
+    w.pod_vec(L.q.in_scale); w.pod_vec(L.q.in_zp);
+    w.put(L.q.out_scale); w.put(L.q.out_zp); w.u8(static_cast<uint8_t>(L.q.out_type));
+    w.pod_vec(L.q.mult); w.pod_vec(L.q.ibias); w.pod_vec(L.q.w_scale);
   }
   w.u64(p.tasks.size());
   for (const auto& t : p.tasks) {
@@ -677,6 +683,10 @@ npu::Program get_program(Reader& r) {
   p.buffers.resize(r.count(26));
   for (auto& b : p.buffers) {
     b.name = r.str(); b.shape = r.pod_vec<int64_t>(); b.constant = r.flag(); b.bytes = r.i64(); b.graph_output = r.flag();
+    const uint8_t dt = r.u8();
+    b.dtype = static_cast<DType>(dt);
+    if (b.dtype != DType::Float16 && b.dtype != DType::Float32 && b.dtype != DType::Int8 && b.dtype != DType::UInt8)
+      r.fail("bad buffer storage type");
   }
   p.layers.resize(r.count(64));
   for (auto& L : p.layers) {
@@ -695,6 +705,21 @@ npu::Program get_program(Reader& r) {
     L.act = static_cast<npu::Act>(a);
     L.clip_lo = r.get<float>(); L.clip_hi = r.get<float>();
     for (int64_t* v : {&L.macs, &L.flops, &L.vec_rows, &L.vec_row_elems, &L.vec_ops_per_elem}) *v = r.i64();
+    L.q.on = r.flag(); L.q.int8 = r.flag();
+    L.q.in_scale = r.pod_vec<float>(); L.q.in_zp = r.pod_vec<int32_t>();
+    L.q.out_scale = r.get<float>(); L.q.out_zp = r.get<int32_t>();
+    L.q.out_type = static_cast<DType>(r.u8());
+    L.q.mult = r.pod_vec<float>(); L.q.ibias = r.pod_vec<int32_t>(); L.q.w_scale = r.pod_vec<float>();
+    if (L.q.on) {
+      const bool q8 = L.q.out_type == DType::Int8 || L.q.out_type == DType::UInt8;
+      if (L.q.in_zp.size() != L.q.in_scale.size() || (!q8 && L.q.out_type != DType::Undefined)) r.fail("bad INT8 parameters");
+      if (L.kind == npu::LayerKind::Gemm || L.op == "QLinearConv") {
+        const size_t ch = L.q.mult.size();
+        if (!q8 || L.q.in_scale.empty() || ch == 0 || L.q.w_scale.size() != ch || (!L.q.ibias.empty() && L.q.ibias.size() != ch) ||
+            static_cast<int64_t>(ch) < (L.g.conv ? L.g.groups * L.g.N : L.g.N))
+          r.fail("bad INT8 GEMM parameters");
+      }
+    }
   }
   p.tasks.resize(r.count(90));
   for (auto& t : p.tasks) {

@@ -12,6 +12,7 @@
 
 #include "core/half.h"
 #include "core/parallel.h"
+#include "core/quant.h"
 #include "npu/sim/gemm_tile.h"
 
 namespace opennpu::npu {
@@ -24,6 +25,14 @@ const char* engine_name(Engine e) {
     case Engine::Vec: return "vector";
   }
   return "?";
+}
+
+int64_t elem_bytes(DType storage) {
+  switch (storage) {
+    case DType::Int8: case DType::UInt8: return 1;
+    case DType::Float32: return 4;
+    default: return 2;
+  }
 }
 
 int Program::buffer_id(const std::string& name) const {
@@ -96,6 +105,8 @@ struct Reasoner {
   const ir::Model& m;
   const HardwareConfig& hw;
   std::unordered_map<std::string, ValueType> types;
+  Reasoner(const ir::Model& model, const HardwareConfig& h, std::unordered_map<std::string, ValueType> t)
+      : m(model), hw(h), types(std::move(t)) {}
 
   bool is_const(const std::string& v) const {
     if (!m.graph.is_initializer(v)) return false;
@@ -106,7 +117,269 @@ struct Reasoner {
     return is_const(v) ? &m.graph.initializers.at(v) : nullptr;
   }
 
+  // ---- INT8 (quantized models; docs/int8.md) ----
+  // Roles of the nodes of a quantized graph, decided once for the whole graph by analyze():
+  //   QGemm       QLinearConv / QLinearMatMul / com.microsoft QGemm: an INT8 GEMM layer
+  //   Region      a float op whose data inputs are all DequantizeLinear outputs and whose output
+  //               goes (optionally through one Relu/Clip) to one QuantizeLinear: an int8-in /
+  //               int8-out vector layer computing exactly the float32 sequence DQ -> op -> Q
+  //   DqAbsorbed / QAbsorbed / ActAbsorbed   parts of a Region layer (no layer of their own)
+  //   Dq / Q      a standalone DequantizeLinear (int8 -> fp32) / QuantizeLinear (fp32 -> int8)
+  enum class QRole : uint8_t { None, QGemm, Region, DqAbsorbed, QAbsorbed, ActAbsorbed, Dq, Q };
+  bool int8_hw = false;                  // the engine declares INT8 MACs
+  std::vector<QRole> role;               // per node
+  std::vector<std::string> reasons, notes;  // per node: decline reason / note when on the NPU
+  std::unordered_map<std::string, int> producer;
+  std::unordered_map<std::string, std::vector<int>> readers;
+  std::set<std::string> graph_outs;
+  std::vector<int> region_q, region_act;  // Region node -> its absorbed Q / activation node (-1)
+
+  struct QP {  // per-tensor quantization parameters of a DQ or Q node
+    bool ok = false;
+    float scale = 0;
+    int32_t zp = 0;
+    DType type = DType::Undefined;  // the quantized type
+    std::string why;
+  };
+
+  int index_of(const ir::Node& n) const {
+    const auto& nodes = m.graph.nodes;
+    if (!nodes.empty() && &n >= &nodes.front() && &n <= &nodes.back()) return static_cast<int>(&n - &nodes.front());
+    for (size_t i = 0; i < nodes.size(); ++i) if (nodes[i].name == n.name && nodes[i].op_type == n.op_type) return static_cast<int>(i);
+    return -1;
+  }
+  const ir::Node* producer_node(const std::string& v) const {
+    auto it = producer.find(v);
+    return it == producer.end() ? nullptr : &m.graph.nodes[it->second];
+  }
+  static bool is_q8(DType t) { return t == DType::Int8 || t == DType::UInt8; }
+  static bool is_qgemm_op(const ir::Node& n) {
+    return (n.domain.empty() && (n.op_type == "QLinearConv" || n.op_type == "QLinearMatMul")) ||
+           (n.domain == "com.microsoft" && n.op_type == "QGemm");
+  }
+  static bool is_region_op(const std::string& op) {
+    static const std::set<std::string> ops = {"Add", "Sub", "Mul", "Max", "Min", "Relu", "Clip", "MaxPool", "AveragePool",
+                                              "GlobalAveragePool", "GlobalMaxPool", "Concat", "Transpose", "Reshape",
+                                              "Flatten", "Squeeze", "Unsqueeze", "Identity"};
+    return ops.count(op) != 0;
+  }
+  DType dtype_of(const std::string& v) const {
+    auto it = types.find(v);
+    return it == types.end() ? DType::Undefined : it->second.dtype;
+  }
+  // A constant scalar float32 scale and optional scalar zero point.
+  QP scalar_qparams(const std::string& scale, const std::string& zp, DType type, const char* what) const {
+    QP q;
+    q.type = type;
+    const Tensor* s = constant(scale);
+    if (!s || s->dtype() != DType::Float32 || s->numel() != 1) { q.why = fmt::format("{} scale is not a constant float32 scalar", what); return q; }
+    q.scale = s->data<float>()[0];
+    if (!std::isfinite(q.scale) || q.scale == 0.f) { q.why = fmt::format("{} scale {} is not finite and non-zero", what, q.scale); return q; }
+    if (!zp.empty()) {
+      const Tensor* z = constant(zp);
+      if (!z || z->numel() != 1 || !is_q8(z->dtype())) { q.why = fmt::format("{} zero point is not a constant 8-bit scalar", what); return q; }
+      q.zp = static_cast<int32_t>(z->get_f64(0));
+    }
+    q.ok = true;
+    return q;
+  }
+  QP dq_params(const ir::Node& dq) const {
+    if (dq.inputs.size() < 2 || !is_q8(dtype_of(dq.inputs[0]))) { QP q; q.why = "DequantizeLinear of a non-8-bit tensor"; return q; }
+    return scalar_qparams(dq.inputs[1], dq.has_input(2) ? dq.inputs[2] : "", dtype_of(dq.inputs[0]), "DequantizeLinear");
+  }
+  QP q_params(const ir::Node& q) const {
+    DType t = q.has_input(2) ? dtype_of(q.inputs[2]) : DType::UInt8;
+    if (q.inputs.size() < 2 || !is_q8(t) || dtype_of(q.inputs[0]) != DType::Float32) { QP r; r.why = "QuantizeLinear other than float32 -> 8-bit"; return r; }
+    return scalar_qparams(q.inputs[1], q.has_input(2) ? q.inputs[2] : "", t, "QuantizeLinear");
+  }
+  bool is_dq(const ir::Node* n) const { return n && n->domain.empty() && n->op_type == "DequantizeLinear"; }
+  bool is_q(const ir::Node* n) const { return n && n->domain.empty() && n->op_type == "QuantizeLinear"; }
+  // The single reader of v (not a graph output), or null.
+  const ir::Node* only_reader(const std::string& v) const {
+    if (graph_outs.count(v)) return nullptr;
+    auto it = readers.find(v);
+    if (it == readers.end() || it->second.size() != 1) return nullptr;
+    return &m.graph.nodes[it->second[0]];
+  }
+
+  // The float op equivalent of an integer GEMM node (same attributes; inputs x, w[, bias]).
+  static ir::Node float_proxy(const ir::Node& n) {
+    ir::Node p = n;
+    p.domain = "";
+    auto in = [&](size_t i) { return n.has_input(i) ? n.inputs[i] : std::string(); };
+    if (n.op_type == "QLinearConv") { p.op_type = "Conv"; p.inputs = {in(0), in(3)}; if (n.has_input(8)) p.inputs.push_back(in(8)); }
+    else if (n.op_type == "QLinearMatMul") { p.op_type = "MatMul"; p.inputs = {in(0), in(3)}; }
+    else { p.op_type = "Gemm"; p.inputs = {in(0), in(3)}; if (n.has_input(6)) p.inputs.push_back(in(6)); p.attrs.erase("alpha"); }
+    return p;
+  }
+
+  std::string why_qgemm(const ir::Node& n) const {
+    const std::string& op = n.op_type;
+    const char* base = op == "QLinearConv" ? "Conv" : op == "QLinearMatMul" ? "MatMul" : "Gemm";
+    if (!hw.supports_op(base)) return fmt::format("op {} ({} in INT8) is not in {}'s supported ops", op, base, hw.name);
+    if (!hw.supports_dtype("fp16") && !int8_hw) return fmt::format("{} computes in neither fp16 nor int8", hw.name);
+    const bool gemm = op == "QGemm";
+    const size_t nin = gemm ? 9 : 8;
+    if (n.inputs.size() < nin - (gemm ? 0 : 0) && !(gemm && n.inputs.size() >= 8))
+      return fmt::format("{} without its scale/zero-point inputs", op);
+    if (gemm && !n.has_input(7)) return "QGemm with a float output (no y_scale) is not lowered";
+    for (const auto& v : {n.inputs[0], n.outputs[0]})
+      if (!types.count(v)) return fmt::format("value '{}' has a dynamic or unknown shape", v);
+    const size_t ixs = 1, ixz = 2, iw = 3, iws = 4, iwz = 5, iys = gemm ? 7 : 6, iyz = gemm ? 8 : 7;
+    if (!is_q8(dtype_of(n.inputs[0])) || !is_q8(dtype_of(n.inputs[iw])) || !is_q8(dtype_of(n.outputs[0])))
+      return fmt::format("{} operands must be 8-bit", op);
+    QP x = scalar_qparams(n.inputs[ixs], n.has_input(ixz) ? n.inputs[ixz] : "", dtype_of(n.inputs[0]), "input");
+    if (!x.ok) return x.why + " (per-tensor input quantization is lowered)";
+    QP y = scalar_qparams(n.inputs[iys], n.has_input(iyz) ? n.inputs[iyz] : "", dtype_of(n.outputs[0]), "output");
+    if (!y.ok) return y.why + " (per-tensor output quantization is lowered)";
+    const Tensor* ws = constant(n.inputs[iws]);
+    const Tensor* wz = n.has_input(iwz) ? constant(n.inputs[iwz]) : nullptr;
+    if (!ws || ws->dtype() != DType::Float32 || (n.has_input(iwz) && !wz)) return "weight scale/zero point are not constant";
+    for (int64_t i = 0; i < ws->numel(); ++i) if (!std::isfinite(ws->data<float>()[i]) || ws->data<float>()[i] == 0.f) return "weight scale not finite and non-zero";
+    if (!types.count(n.inputs[iw])) return "weights have a dynamic shape";
+    ir::Node p = float_proxy(n);
+    const Shape& out = shape(n.outputs[0]);
+    const int64_t N = op == "QLinearConv" ? out[1] : out.back();
+    if (ws->numel() != 1 && ws->numel() != N) return fmt::format("weight scale must be per tensor or per output channel ({} values)", N);
+    if (wz && wz->numel() != 1 && wz->numel() != N) return "weight zero point must be per tensor or per output channel";
+    if (gemm) {
+      if (n.attr_i("transA", 0)) return "QGemm with transA=1 is not lowered";
+      if (!std::isfinite(n.attr_f("alpha", 1.f))) return "QGemm alpha is not finite";
+      if (n.has_input(6)) {
+        const Tensor* c = constant(n.inputs[6]);
+        if (!c || c->dtype() != DType::Int32 || (c->numel() != 1 && c->numel() != N)) return "QGemm C must be a constant int32 scalar or per-column vector";
+      }
+    }
+    if (op == "QLinearConv" && n.has_input(8)) {
+      const Tensor* b = constant(n.inputs[8]);
+      if (!b || b->dtype() != DType::Int32 || b->numel() != N) return "QLinearConv bias must be a constant int32 vector";
+    }
+    if (op == "QLinearMatMul" && !is_const(n.inputs[3]) && (ws->numel() != 1 || (wz && wz->numel() != 1)))
+      return "QLinearMatMul with an activation B needs per-tensor b scale/zero point";
+    return op_specific(p);
+  }
+
+  // Fills role/reasons/notes for every node (graph order).
+  void analyze() {
+    const auto& nodes = m.graph.nodes;
+    int8_hw = hw.mac.macs_per_cycle_int8 > 0 && hw.supports_dtype("int8");
+    role.assign(nodes.size(), QRole::None);
+    reasons.assign(nodes.size(), "");
+    notes.assign(nodes.size(), "");
+    region_q.assign(nodes.size(), -1);
+    region_act.assign(nodes.size(), -1);
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      for (const auto& o : nodes[i].outputs) if (!o.empty()) producer[o] = static_cast<int>(i);
+      for (const auto& v : ir::node_reads(nodes[i])) readers[v].push_back(static_cast<int>(i));
+    }
+    for (const auto& o : m.graph.outputs) graph_outs.insert(o.name);
+    const std::string fp16_note = fmt::format("no INT8 compute on {}: runs in FP16 after dequantization", hw.name);
+    // 1. Integer GEMMs and float ops.
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const auto& n = nodes[i];
+      if (is_qgemm_op(n)) {
+        role[i] = QRole::QGemm;
+        reasons[i] = why_qgemm(n);
+        notes[i] = int8_hw ? "INT8 (W8A8): int32 accumulation, requantized on store" : fp16_note;
+        continue;
+      }
+      if (is_dq(&n) || is_q(&n)) continue;
+      reasons[i] = why_float(n);
+      if (!reasons[i].empty() || !is_region_op(n.op_type)) continue;
+      // Region candidate: all non-constant data inputs are per-tensor DequantizeLinear outputs ...
+      bool region = n.outputs.size() == 1 || (n.op_type == "MaxPool" && (n.outputs.size() < 2 || n.outputs[1].empty()));
+      bool any_dq = false;
+      std::map<std::string, std::pair<float, int32_t>> seen;  // int8 value -> its (scale, zp) here
+      for (size_t k = 0; k < n.inputs.size() && region; ++k) {
+        const auto& v = n.inputs[k];
+        if (v.empty() || is_const(v)) continue;
+        const ir::Node* p = producer_node(v);
+        if (!is_dq(p)) { region = false; break; }
+        QP q = dq_params(*p);
+        if (!q.ok) { region = false; break; }
+        auto [it, fresh] = seen.emplace(p->inputs[0], std::make_pair(q.scale, q.zp));
+        if (!fresh && (it->second.first != q.scale || it->second.second != q.zp)) region = false;
+        any_dq = true;
+      }
+      if (!region || !any_dq) continue;
+      // ... and its output reaches exactly one QuantizeLinear, possibly through one Relu/Clip.
+      const ir::Node* r = only_reader(n.outputs[0]);
+      int act = -1;
+      if (r && r->domain.empty() && (r->op_type == "Relu" || r->op_type == "Clip") && why_float(*r).empty() &&
+          n.op_type != "Relu" && n.op_type != "Clip") {
+        act = index_of(*r);
+        r = only_reader(r->outputs[0]);
+      }
+      if (!is_q(r) || !q_params(*r).ok) continue;
+      role[i] = QRole::Region;
+      region_q[i] = index_of(*r);
+      region_act[i] = act;
+      notes[i] = int8_hw ? "INT8 in/out; DequantizeLinear, the op and QuantizeLinear in exact fp32 on the vector unit" : fp16_note;
+      role[region_q[i]] = QRole::QAbsorbed;
+      notes[region_q[i]] = "absorbed into " + n.name + " (INT8 region)";
+      if (act >= 0) {
+        role[act] = QRole::ActAbsorbed;
+        reasons[act] = "";
+        notes[act] = "absorbed into " + n.name + " (INT8 region)";
+      }
+    }
+    // 2. DequantizeLinear: absorbed by region layers that read it, else a layer of its own.
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const auto& n = nodes[i];
+      if (!is_dq(&n)) continue;
+      QP q = dq_params(n);
+      bool absorbed = q.ok && !graph_outs.count(n.outputs[0]);
+      auto it = readers.find(n.outputs[0]);
+      if (it == readers.end()) absorbed = false;
+      else for (int rd : it->second) absorbed &= role[rd] == QRole::Region && reasons[rd].empty();
+      if (absorbed) { role[i] = QRole::DqAbsorbed; notes[i] = "absorbed into the INT8 layers that read it"; continue; }
+      role[i] = QRole::Dq;
+      if (!q.ok) reasons[i] = q.why + " (per-tensor activation quantization is lowered)";
+      else if (!types.count(n.inputs[0])) reasons[i] = fmt::format("input '{}' has a dynamic or unknown shape", n.inputs[0]);
+      else notes[i] = int8_hw ? "dequantized exactly to fp32 on the vector unit" : fp16_note;
+    }
+    // 3. Standalone QuantizeLinear; float ops reading dequantized values.
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const auto& n = nodes[i];
+      if (role[i] == QRole::QAbsorbed) continue;
+      if (is_q(&n)) {
+        role[i] = QRole::Q;
+        QP q = q_params(n);
+        if (!q.ok) { reasons[i] = q.why + " (per-tensor activation quantization is lowered)"; continue; }
+        if (!types.count(n.inputs[0])) { reasons[i] = fmt::format("input '{}' has a dynamic or unknown shape", n.inputs[0]); continue; }
+        // Exact only when its input is exact fp32: the host's, the CPU's or a standalone DQ's.
+        auto pit = producer.find(n.inputs[0]);
+        if (int8_hw && pit != producer.end() && reasons[pit->second].empty() && role[pit->second] != QRole::Dq)
+          reasons[i] = "QuantizeLinear of a value the engine computes in FP16 would not match the fp32 reference";
+        else notes[i] = int8_hw ? "quantized exactly from fp32 on the vector unit" : fp16_note;
+        continue;
+      }
+      if (role[i] != QRole::None || !reasons[i].empty() || !int8_hw || is_dq(&n)) continue;
+      for (const auto& v : n.inputs)
+        if (!v.empty() && is_dq(producer_node(v))) {
+          reasons[i] = fmt::format("reads the dequantized value '{}': between DequantizeLinear and QuantizeLinear the engine "
+                                   "lowers only ops it computes bit-exactly in fp32 (elementwise Add/Sub/Mul/Max/Min, "
+                                   "Relu/Clip, pooling, views, Concat/Transpose) with a QuantizeLinear after them", v);
+          break;
+        }
+    }
+  }
+
   std::string why(const ir::Node& n) const {
+    int i = index_of(n);
+    if (i >= 0 && i < static_cast<int>(reasons.size())) return reasons[i];
+    return why_float(n);
+  }
+  std::string note(const ir::Node& n) const {
+    int i = index_of(n);
+    return i >= 0 && i < static_cast<int>(notes.size()) ? notes[i] : "";
+  }
+  QRole role_of(const ir::Node& n) const {
+    int i = index_of(n);
+    return i >= 0 && i < static_cast<int>(role.size()) ? role[i] : QRole::None;
+  }
+
+  std::string why_float(const ir::Node& n) const {
     if (!n.domain.empty()) return fmt::format("op {} of domain '{}' has no NPU lowering", n.op_type, n.domain);
     if (n.op_type == "LSTM" || n.op_type == "GRU" || n.op_type == "RNN") {
       if (!hw.supports_op(n.op_type))
@@ -275,10 +548,10 @@ std::vector<float> as_floats(const Tensor& t) {
   return v;
 }
 
-// FP16 bytes of a tensor in DRAM, rows (last dim) padded to the engine's alignment.
-int64_t dram_bytes(const Shape& s, int64_t align) {
-  if (s.empty()) return std::max<int64_t>(2, align);
-  int64_t row = s.back() * 2;
+// Bytes of a tensor in DRAM (`es` bytes per element), rows (last dim) padded to the engine's alignment.
+int64_t dram_bytes(const Shape& s, int64_t align, int64_t es = 2) {
+  if (s.empty()) return std::max<int64_t>(es, align);
+  int64_t row = s.back() * es;
   int64_t padded = ceil_div(std::max<int64_t>(row, 1), align) * align;
   int64_t rows = 1;
   for (size_t i = 0; i + 1 < s.size(); ++i) rows *= s[i];
@@ -297,7 +570,9 @@ class Lowering {
     b.name = name;
     b.shape = r_.types.at(name).shape;
     b.constant = r_.is_const(name);
-    b.bytes = dram_bytes(b.shape, hw_.memory.row_alignment_bytes);
+    DType t = r_.types.at(name).dtype;
+    if (t == DType::Int8 || t == DType::UInt8) b.dtype = t;
+    b.bytes = dram_bytes(b.shape, hw_.memory.row_alignment_bytes, elem_bytes(b.dtype));
     p_.buffers.push_back(b);
     int id = static_cast<int>(p_.buffers.size()) - 1;
     buf_ids_[name] = id;
@@ -336,6 +611,167 @@ class Lowering {
       default: L.kind = LayerKind::View; break;
     }
     return L;
+  }
+
+  // ---- INT8 layers (roles decided by Reasoner::analyze) ----
+  using QRole = Reasoner::QRole;
+
+  Layer make_quant_layer(const ir::Node& n, int idx) {
+    switch (r_.role[idx]) {
+      case QRole::QGemm: return make_qgemm(n);
+      case QRole::Region: return make_region(n, idx);
+      default: return make_qconvert(n, r_.role[idx] == QRole::Dq);
+    }
+  }
+
+  // QLinearConv / QLinearMatMul / QGemm: the float op's geometry and packing, then INT8 weights
+  // (w - w_zp, exact integers) or FP16-dequantized weights, and the requantization per channel.
+  Layer make_qgemm(const ir::Node& n) {
+    const ir::Node p = Reasoner::float_proxy(n);
+    Layer L = make_layer(p, nullptr);
+    L.op = n.op_type;
+    L.node = n;
+    L.fused.clear();
+    const bool gemm = n.op_type == "QGemm", conv = n.op_type == "QLinearConv";
+    const size_t iys = gemm ? 7 : 6, iyz = gemm ? 8 : 7;
+    auto qp = [&](size_t is, size_t iz, const std::string& v) {
+      return r_.scalar_qparams(n.inputs[is], n.has_input(iz) ? n.inputs[iz] : "", r_.dtype_of(v), "");
+    };
+    const auto x = qp(1, 2, n.inputs[0]);
+    const auto y = qp(iys, iyz, n.outputs[0]);
+    const Shape& out = r_.shape(n.outputs[0]);
+    const int64_t channels = conv ? out[1] : out.back();
+    const Tensor& ws = *r_.constant(n.inputs[4]);
+    const Tensor* wz = n.has_input(5) ? r_.constant(n.inputs[5]) : nullptr;
+    QuantParams& q = L.q;
+    q.on = true;
+    q.int8 = r_.int8_hw;
+    q.in_scale = {x.scale, 0.f};
+    q.in_zp = {x.zp, 0};
+    q.out_scale = y.scale; q.out_zp = y.zp; q.out_type = y.type;
+    std::vector<int32_t> wzp(static_cast<size_t>(channels), 0);
+    q.w_scale.resize(static_cast<size_t>(channels));
+    q.mult.resize(static_cast<size_t>(channels));
+    const float alpha = gemm ? n.attr_f("alpha", 1.f) : 1.f;
+    for (int64_t c = 0; c < channels; ++c) {
+      q.w_scale[c] = ws.data<float>()[ws.numel() == 1 ? 0 : c];
+      if (wz) wzp[c] = static_cast<int32_t>(wz->get_f64(wz->numel() == 1 ? 0 : c));
+      float sc = x.scale * q.w_scale[c];
+      if (alpha != 1.f) sc = sc * alpha;
+      q.mult[c] = sc / y.scale;
+      // QGemm's alpha scales the product and C alike: fold it into the dequantization scale.
+      if (alpha != 1.f) q.w_scale[c] = q.w_scale[c] * alpha;
+    }
+    const std::string bias_name = conv ? (n.has_input(8) ? n.inputs[8] : "") : gemm && n.has_input(6) ? n.inputs[6] : "";
+    if (!bias_name.empty()) {
+      const Tensor& b = *r_.constant(bias_name);
+      for (int64_t c = 0; c < channels; ++c) q.ibias.push_back(b.data<int32_t>()[b.numel() == 1 ? 0 : c]);
+    }
+    // Weights: subtract the zero point of their output channel; dequantize to FP16 without INT8 MACs.
+    auto fix = [&](float w, int64_t c) {
+      const int32_t d = static_cast<int32_t>(w) - wzp[c];
+      return q.int8 ? static_cast<float>(d) : round_f16(static_cast<float>(d) * q.w_scale[c]);
+    };
+    const GemmGeom& g = L.g;
+    if (L.kind == LayerKind::Vector) {  // depthwise: weights [O][1][kh][kw]
+      const int64_t per = static_cast<int64_t>(L.weights.size()) / std::max<int64_t>(channels, 1);
+      for (size_t i = 0; i < L.weights.size(); ++i) L.weights[i] = fix(L.weights[i], static_cast<int64_t>(i) / per);
+    } else if (g.b_const) {
+      const int64_t gn = g.conv ? g.groups * g.N : g.N;
+      for (size_t i = 0; i < L.weights.size(); ++i) {
+        const int64_t o = static_cast<int64_t>(i) % g.N, blk = static_cast<int64_t>(i) / (g.K * g.N);
+        L.weights[i] = fix(L.weights[i], g.conv ? (blk % g.groups) * g.N + o : o);
+        (void)gn;
+      }
+    } else {
+      q.in_scale[1] = q.w_scale[0];
+      q.in_zp[1] = wzp[0];
+    }
+    L.bias.clear();
+    if (!q.int8 && !q.ibias.empty())  // the bias dequantized with scale x_s * w_s[c]
+      for (int64_t c = 0; c < channels; ++c) L.bias.push_back(quant::dequantize(q.ibias[c], 0, x.scale * q.w_scale[c]));
+    return L;
+  }
+
+  // A float op between DequantizeLinear(s) and a QuantizeLinear (optionally through Relu/Clip):
+  // the layer reads the int8 values and writes the int8 result.
+  Layer make_region(const ir::Node& n, int idx) {
+    const auto& nodes = m_.graph.nodes;
+    ir::Node n2 = n;
+    std::vector<float> in_s(n.inputs.size(), 0.f);
+    std::vector<int32_t> in_z(n.inputs.size(), 0);
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (n.inputs[k].empty() || r_.is_const(n.inputs[k])) continue;
+      const ir::Node& dq = *r_.producer_node(n.inputs[k]);
+      auto qp = r_.dq_params(dq);
+      in_s[k] = qp.scale; in_z[k] = qp.zp;
+      n2.inputs[k] = dq.inputs[0];
+    }
+    const ir::Node& qn = nodes[r_.region_q[idx]];
+    const auto oq = r_.q_params(qn);
+    ir::Node act;
+    const bool has_act = r_.region_act[idx] >= 0;
+    if (has_act) { act = nodes[r_.region_act[idx]]; act.outputs = qn.outputs; }
+    else n2.outputs = qn.outputs;
+    Layer L = make_layer(n2, has_act ? &act : nullptr);
+    L.fused.clear();  // the plan names absorbed nodes itself (Placement notes)
+    L.q.on = true;
+    L.q.int8 = r_.int8_hw;
+    L.q.in_scale = in_s; L.q.in_zp = in_z;
+    L.q.out_scale = oq.scale; L.q.out_zp = oq.zp; L.q.out_type = oq.type;
+    bool identity = !has_act;
+    for (size_t k = 0; k < n.inputs.size(); ++k)
+      if (in_s[k] != 0.f) identity &= in_s[k] == oq.scale && in_z[k] == oq.zp && r_.dtype_of(n2.inputs[k]) == oq.type;
+    // A view or move that changes the quantization is a requantizing pass on the vector unit.
+    if ((L.kind == LayerKind::View || L.kind == LayerKind::Move) && !identity) {
+      L.kind = LayerKind::Vector;
+      lower_vector(L, n2);
+    }
+    if (L.kind == LayerKind::Vector) {
+      int64_t dq = 0;
+      for (float s : in_s) dq += s != 0.f;
+      L.vec_ops_per_elem += dq + 1;  // dequantize each input, quantize the output
+      L.flops = L.vec_rows * L.vec_row_elems * L.vec_ops_per_elem;
+    }
+    return L;
+  }
+
+  // Standalone DequantizeLinear (int8 -> fp32) or QuantizeLinear (fp32 -> int8).
+  Layer make_qconvert(const ir::Node& n, bool dq) {
+    Layer L;
+    L.name = n.name;
+    L.op = n.op_type;
+    L.node = n;
+    L.kind = LayerKind::Vector;
+    L.inputs = {buffer(n.inputs[0])};
+    L.outputs = {buffer(n.outputs[0])};
+    L.q.on = true;
+    L.q.int8 = r_.int8_hw;
+    if (dq) {
+      auto qp = r_.dq_params(n);
+      L.q.in_scale = {qp.scale}; L.q.in_zp = {qp.zp};
+    } else {
+      auto qp = r_.q_params(n);
+      L.q.in_scale = {0.f}; L.q.in_zp = {0};
+      L.q.out_scale = qp.scale; L.q.out_zp = qp.zp; L.q.out_type = qp.type;
+    }
+    lower_vector(L, n);
+    return L;
+  }
+
+  // Storage types at the edges of INT8 regions, then every buffer's DRAM size.
+  void finish_buffers() {
+    if (r_.int8_hw)
+      for (const Layer& L : p_.layers) {
+        if (!L.q.on) continue;
+        if (L.op == "DequantizeLinear") p_.buffers[L.outputs[0]].dtype = DType::Float32;
+        if (L.op == "QuantizeLinear") p_.buffers[L.inputs[0]].dtype = DType::Float32;
+        if (L.kind != LayerKind::Gemm && L.op != "QLinearConv")  // float constants a region op reads: exact fp32
+          for (size_t k = 0; k < L.inputs.size(); ++k)
+            if (L.inputs[k] >= 0 && p_.buffers[L.inputs[k]].constant && p_.buffers[L.inputs[k]].dtype == DType::Float16)
+              p_.buffers[L.inputs[k]].dtype = DType::Float32;
+      }
+    for (auto& b : p_.buffers) b.bytes = dram_bytes(b.shape, hw_.memory.row_alignment_bytes, elem_bytes(b.dtype));
   }
 
   void lower_gemm(Layer& L, const ir::Node& n) {
@@ -605,8 +1041,9 @@ class Tiler {
     // DRAM bytes.
     int64_t n_blocks = ceil_div(g.N, C);
     int64_t m_blocks = std::max<int64_t>(1, ceil_div(g.M, R));
-    const double a_bytes = static_cast<double>(g.conv ? (g.C / g.groups) * g.H * g.W * 2 : g.M * g.K * 2);
-    const double w_bytes = static_cast<double>(g.K * g.N * 2);
+    const int64_t a_es = elem_bytes(p_.buffers[L.inputs[0]].dtype), w_es = L.q.on && L.q.int8 ? 1 : 2;
+    const double a_bytes = static_cast<double>(g.conv ? (g.C / g.groups) * g.H * g.W * a_es : g.M * g.K * a_es);
+    const double w_bytes = static_cast<double>(g.K * g.N * w_es);
     const int64_t cores_n = std::min(cores, n_blocks), cores_m = std::min(cores, m_blocks);
     // Operands every core needs (all of A when splitting N, all weights when splitting M) are
     // fetched once into the cores' shared tile buffer and read from there by the others (the
@@ -659,14 +1096,22 @@ class Tiler {
     const GemmGeom& g = L.g;
     const int64_t R = hw_.mac.rows, C = hw_.mac.cols;
     const int64_t budget = sram_;
+    // Element sizes: activations as stored (1 byte for int8), weights 1 byte on INT8 MACs.
+    const bool int8 = L.q.on && L.q.int8;
+    const int64_t a_es = elem_bytes(p_.buffers[L.inputs[0]].dtype), w_es = int8 ? 1 : 2;
+    const int64_t o_es = elem_bytes(p_.buffers[L.outputs[0]].dtype);
+    // INT8 MACs: each PE does macs_per_cycle_int8 / (rows * cols) int8 products per cycle along
+    // the reduction, i.e. the array has that many times the rows for K (assumption: Apple does not
+    // publish how the doubled INT8 rate is laid out).
+    const int64_t R_eff = int8 ? R * std::max<int64_t>(1, hw_.mac.macs_per_cycle_int8 / std::max<int64_t>(1, R * C)) : R;
     // Weight slice K x n: resident if it fits in half of SRAM, else tile N (then K).
     int64_t n_tile = n1 - n0, k_tile = g.K;
     // (Sized as DMA-ed: each of the k rows of a weight block is padded to the row alignment.)
-    auto w_row = [&](int64_t n) { return ceil_div(n * 2, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes; };
+    auto w_row = [&](int64_t n) { return ceil_div(n * w_es, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes; };
     while (k_tile * w_row(n_tile) > budget / 2 && n_tile > C) n_tile = std::max(C, ceil_div(n_tile / 2, C) * C);
     while (k_tile * w_row(n_tile) > budget / 2 && k_tile > R) k_tile = std::max(R, ceil_div(k_tile / 2, R) * R);
     // A tile rows: double-buffered A (m x k fp16) + fp32 accumulators (m x n) in the other half.
-    int64_t per_row = 2 * k_tile * 2 + n_tile * 4;
+    int64_t per_row = 2 * k_tile * a_es + n_tile * 4;
     int64_t m_tile = std::max<int64_t>(1, (budget / 2) / std::max<int64_t>(per_row, 1));
     if (g.conv && m_tile >= g.OW) m_tile = (m_tile / g.OW) * g.OW;  // whole output rows
     m_tile = std::min(m_tile, m1 - m0);
@@ -678,10 +1123,10 @@ class Tiler {
         int64_t rows = (r1 - r0) * g.sh + (g.kh - 1) * g.dh + 1;
         rows = std::min(rows, g.H * g.in_dil_h);
         rows = std::max<int64_t>(1, ceil_div(rows, g.in_dil_h));
-        int64_t row_bytes = ceil_div(g.W * 2, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes;
+        int64_t row_bytes = ceil_div(g.W * a_es, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes;
         return static_cast<int64_t>(std::ceil((g.C / g.groups) * rows * row_bytes * kfrac));
       }
-      int64_t row_bytes = ceil_div((kb - ka) * 2, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes;
+      int64_t row_bytes = ceil_div((kb - ka) * a_es, hw_.memory.row_alignment_bytes) * hw_.memory.row_alignment_bytes;
       return (mb - ma) * row_bytes;
     };
     // The A transfer can be larger than the m x k tile assumed above: a strided conv DMAs the input
@@ -708,7 +1153,7 @@ class Tiler {
         Task w;
         w.engine = Engine::DmaIn; w.core = core; w.layer = static_cast<int>(&L - p_.layers.data());
         w.b = b; w.n0 = na; w.n1 = nb; w.k0 = ka; w.k1 = kb;
-        w.bytes = (kb - ka) * (ceil_div((nb - na) * 2, align) * align);
+        w.bytes = (kb - ka) * (ceil_div((nb - na) * w_es, align) * align);
         w.buf = g.b_const ? -1 : L.inputs[1];
         share(w, {1, b, na, nb, ka, kb});
         w.sram_bytes = w.bytes;
@@ -737,11 +1182,11 @@ class Tiler {
           c.engine = Engine::Mac; c.core = core; c.layer = w.layer;
           c.b = b; c.m0 = ma; c.m1 = mb; c.n0 = na; c.n1 = nb; c.k0 = ka; c.k1 = kb;
           c.last_k = kb == g.K;
-          auto cost = gemm_tile_cost(mb - ma, kb - ka, nb - na, hw_.mac.rows, hw_.mac.cols, hw_.mac.dataflow);
+          auto cost = gemm_tile_cost(mb - ma, kb - ka, nb - na, R_eff, hw_.mac.cols, hw_.mac.dataflow);
           c.cycles = cost.compute_cycles;
           c.macs = (mb - ma) * (kb - ka) * (nb - na);
           // Operands read from SRAM once per fold pass, outputs/partials written once.
-          c.sram_bytes = (mb - ma) * (kb - ka) * 2 + (kb - ka) * (nb - na) * 2 + (mb - ma) * (nb - na) * (single_k ? 2 : 4);
+          c.sram_bytes = (mb - ma) * (kb - ka) * a_es + (kb - ka) * (nb - na) * w_es + (mb - ma) * (nb - na) * (single_k ? o_es : 4);
           c.deps = {aid, wid};
           uint32_t cid = emit(c);
           if (first_mac_this_layer_[core] == UINT32_MAX) first_mac_this_layer_[core] = cid;
@@ -750,7 +1195,7 @@ class Tiler {
             Task o;
             o.engine = Engine::DmaOut; o.core = core; o.layer = w.layer;
             o.b = b; o.m0 = ma; o.m1 = mb; o.n0 = na; o.n1 = nb;
-            o.bytes = (mb - ma) * (nb - na) * 2;
+            o.bytes = (mb - ma) * (nb - na) * o_es;
             o.buf = L.outputs[0];
             o.sram_bytes = o.bytes;
             o.deps = {cid};
@@ -851,7 +1296,10 @@ class Tiler {
         in.m0 = ra; in.m1 = rb;
         in.bytes = in_bytes_fraction(L, frac);
         for (int b : L.inputs) if (b >= 0 && !p_.buffers[b].constant) { in.buf = b; break; }
-        if (!L.weights.empty() || !L.bias.empty()) in.bytes += static_cast<int64_t>((L.weights.size() * 2 + L.bias.size() * 4) * frac) + 1;
+        if (!L.weights.empty() || !L.bias.empty() || !L.q.ibias.empty()) {
+          const int64_t w_es = L.q.on && L.q.int8 ? 1 : 2;
+          in.bytes += static_cast<int64_t>((L.weights.size() * w_es + (L.bias.size() + L.q.ibias.size()) * 4) * frac) + 1;
+        }
         in.sram_bytes = in.bytes;
         in.deps = deps_in;
         if (i >= 2) in.deps.push_back(done[i - 2]);
@@ -902,6 +1350,7 @@ std::vector<std::pair<std::string, std::string>> lowered_ops() {
 
 std::string decline_reason(const ir::Model& model, const ir::Node& node, const HardwareConfig& hw) {
   Reasoner r{model, hw, static_types(model.graph)};
+  r.analyze();
   return r.why(node);
 }
 
@@ -912,13 +1361,16 @@ Program compile(const ir::Model& model, const HardwareConfig& hw, const CompileO
   p.sram_bytes_per_core = hw.sram.bytes;
   p.opset = model.opset();
   Reasoner r{model, hw, static_types(model.graph)};
+  r.analyze();
   const auto& nodes = model.graph.nodes;
+  using QRole = Reasoner::QRole;
 
   // 1. Placement.
   std::vector<bool> on_npu(nodes.size(), false);
   for (size_t i = 0; i < nodes.size(); ++i) {
     Placement pl{nodes[i].name, nodes[i].op_type, false, r.why(nodes[i])};
     pl.npu = pl.reason.empty();
+    if (pl.npu) pl.reason = r.notes[i];
     on_npu[i] = pl.npu;
     p.placements.push_back(pl);
   }
@@ -932,6 +1384,7 @@ Program compile(const ir::Model& model, const HardwareConfig& hw, const CompileO
       const auto& n = nodes[i];
       const auto& a = nodes[i + 1];
       if (!on_npu[i] || !on_npu[i + 1]) continue;
+      if (r.role[i] != QRole::None || r.role[i + 1] != QRole::None) continue;
       if (lowerable().at(n.op_type) != Lower::Gemm || is_depthwise(n, r.types)) continue;
       if ((a.op_type != "Relu" && a.op_type != "Clip") || a.inputs.empty() || a.inputs[0] != n.outputs[0]) continue;
       if (readers[n.outputs[0]] != 1) continue;
@@ -944,6 +1397,13 @@ Program compile(const ir::Model& model, const HardwareConfig& hw, const CompileO
     if (p.segments.empty() || p.segments.back().npu != on_npu[i]) p.segments.push_back(Segment{on_npu[i], {}, {}, 0});
     p.segments.back().nodes.push_back(static_cast<int>(i));
     if (!on_npu[i] || fused_into[i] >= 0) continue;
+    const QRole role = r.role[i];
+    if (role == QRole::DqAbsorbed || role == QRole::QAbsorbed || role == QRole::ActAbsorbed) continue;
+    if (role != QRole::None) {
+      p.layers.push_back(low.make_quant_layer(nodes[i], static_cast<int>(i)));
+      p.segments.back().layers.push_back(static_cast<int>(p.layers.size()) - 1);
+      continue;
+    }
     const ir::Node* act = (i + 1 < nodes.size() && fused_into[i + 1] == static_cast<int>(i)) ? &nodes[i + 1] : nullptr;
     p.layers.push_back(low.make_layer(nodes[i], act));
     p.segments.back().layers.push_back(static_cast<int>(p.layers.size()) - 1);
@@ -963,9 +1423,12 @@ Program compile(const ir::Model& model, const HardwareConfig& hw, const CompileO
       }
     for (const auto& v : crossing) {
       auto t = r.types.find(v);
-      if (t != r.types.end()) s.boundary_bytes += checked_numel(t->second.shape) * 2;
+      if (t != r.types.end())
+        s.boundary_bytes += checked_numel(t->second.shape) *
+                            (t->second.dtype == DType::Int8 || t->second.dtype == DType::UInt8 ? 1 : 2);
     }
   }
+  low.finish_buffers();
   // Buffers read outside the NPU (model outputs, inputs of later CPU nodes) stay live.
   for (auto& b : p.buffers) {
     for (const auto& o : model.graph.outputs) b.graph_output |= o.name == b.name;

@@ -51,7 +51,36 @@ struct Buffer {
   Shape shape;
   bool constant = false;  // initializer, packed into the program
   bool graph_output = false;  // read by the host or a CPU segment after the NPU is done
-  int64_t bytes = 0;      // FP16 bytes in DRAM including row-alignment padding
+  int64_t bytes = 0;      // bytes in DRAM including row-alignment padding (elem_bytes per element)
+  // Storage type: Float16 (the default: FP16 values), Int8/UInt8 (quantized activations, one
+  // byte each) or Float32 (exact fp32 values at the edges of INT8 regions: the host's input to a
+  // QuantizeLinear, a DequantizeLinear's output read by the host or the CPU).
+  DType dtype = DType::Float16;
+};
+
+int64_t elem_bytes(DType storage);  // 2 for Float16, 1 for Int8/UInt8, 4 for Float32
+
+// INT8 (W8A8) parameters of a layer; see docs/int8.md and core/quant.h for the arithmetic.
+// GEMM layers (QLinearConv, QLinearMatMul, QGemm): on an engine with INT8 MACs (int8 = true) the
+// packed weights are w - w_zp (exact integers), the MAC array accumulates (x - x_zp)(w - w_zp)
+// in int32 and the store requantizes with `mult` and `ibias`; without INT8 MACs (int8 = false)
+// the weights are dequantized to FP16, x is dequantized to FP16 on the fly, the FP16 path runs
+// with a float bias and the result is quantized with out_scale / out_zp.
+// Region layers (a float op between DequantizeLinear and QuantizeLinear, or a standalone
+// DequantizeLinear / QuantizeLinear): inputs with in_scale[i] != 0 are dequantized exactly as the
+// CPU does, the op runs in fp32 on the vector unit (FP16 when int8 = false), and the output is
+// quantized with out_scale / out_zp when out_type is Int8/UInt8.
+struct QuantParams {
+  bool on = false;         // this layer has quantized operands
+  bool int8 = false;       // the engine computes it in INT8 / exact fp32 (else FP16 after dequantization)
+  std::vector<float> in_scale;    // per layer input: DequantizeLinear scale (0 = not dequantized)
+  std::vector<int32_t> in_zp;     // per layer input: DequantizeLinear zero point
+  float out_scale = 0;            // QuantizeLinear of the output (0 = output stays float)
+  int32_t out_zp = 0;
+  DType out_type = DType::Undefined;
+  std::vector<float> mult;        // GEMM: requantization multiplier per output channel (groups * N)
+  std::vector<int32_t> ibias;     // GEMM: int32 bias per output channel (groups * N), may be empty
+  std::vector<float> w_scale;     // GEMM: weight scale per output channel (groups * N)
 };
 
 struct Layer {
@@ -72,6 +101,7 @@ struct Layer {
   int64_t vec_rows = 0;      // Vector/Move layers: number of independent output rows
   int64_t vec_row_elems = 0; // elements per row
   int64_t vec_ops_per_elem = 1;
+  QuantParams q;             // INT8 layers (q.on); see QuantParams
 };
 
 struct Task {
@@ -101,7 +131,7 @@ struct Segment {
 struct Placement {
   std::string node, op;
   bool npu = false;
-  std::string reason;  // empty when on the NPU
+  std::string reason;  // why not the NPU; on the NPU: empty or a note (INT8 mode, absorbed Q/DQ)
 };
 
 struct Program {

@@ -14,6 +14,7 @@
 
 #include "core/half.h"
 #include "core/parallel.h"
+#include "core/quant.h"
 #include "npu/sim/lut.h"
 #include "npu/sim/simulator.h"
 
@@ -67,6 +68,24 @@ void mac_tile(const float* A, int64_t lda, const float* B, int64_t ldb, float* a
   }
 }
 
+// INT8 MAC array: acc[mt x nt] += A[mt x kt] * B[kt x nt] on integers (x - x_zp, w - w_zp), in
+// 32 bits wrapping modulo 2^32 like a hardware int32 accumulator. Integer addition is
+// associative, so neither the k tiling nor the order changes a bit.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void mac_tile_i32(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, uint32_t* acc, int64_t mt, int64_t kt,
+                  int64_t nt) {
+  for (int64_t i = 0; i < mt; ++i) {
+    uint32_t* c = acc + i * nt;
+    const int32_t* a = A + i * lda;
+    for (int64_t k = 0; k < kt; ++k) {
+      const uint32_t av = static_cast<uint32_t>(a[k]);
+      if (!av) continue;
+      const int32_t* b = B + k * ldb;
+      for (int64_t j = 0; j < nt; ++j) c[j] += av * static_cast<uint32_t>(b[j]);
+    }
+  }
+}
+
 class Exec {
  public:
   Exec(const Program& p, const HardwareConfig& hw) : p_(p), hw_(hw), vals_(p.buffers.size()), raw_(p.buffers.size()) {
@@ -81,11 +100,28 @@ class Exec {
       throw Error(fmt::format("npu: value '{}' has shape {} but the program was compiled for {}", p_.buffers[buf].name,
                               shape_str(t.shape()), shape_str(v.shape)));
     v.data = std::make_shared<Buf>(static_cast<size_t>(t.numel()));
-    for (int64_t i = 0; i < t.numel(); ++i) (*v.data)[i] = st(static_cast<float>(t.get_f64(i)));
+    // FP16 buffers round on entry; int8 buffers hold their integers, fp32 buffers their exact values.
+    const bool exact = p_.buffers[buf].dtype != DType::Float16;
+    if (exact && p_.buffers[buf].dtype != DType::Float32 && t.dtype() != p_.buffers[buf].dtype)
+      throw Error(fmt::format("npu: value '{}' is {} but the program was compiled for {}", p_.buffers[buf].name,
+                              dtype_name(t.dtype()), dtype_name(p_.buffers[buf].dtype)));
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const float f = static_cast<float>(t.get_f64(i));
+      (*v.data)[i] = exact ? f : round_f16(f);
+    }
     vals_[buf] = v;
   }
   Tensor get_output(int buf) const {
     const Val& v = val(buf);
+    const DType dt = p_.buffers[buf].dtype;
+    if (dt == DType::Int8 || dt == DType::UInt8) {
+      Tensor t(dt, v.shape);
+      for (size_t i = 0; i < v.data->size(); ++i) {
+        if (dt == DType::Int8) t.data<int8_t>()[i] = static_cast<int8_t>((*v.data)[i]);
+        else t.data<uint8_t>()[i] = static_cast<uint8_t>((*v.data)[i]);
+      }
+      return t;
+    }
     Tensor t(DType::Float32, v.shape);
     std::copy(v.data->begin(), v.data->end(), t.data<float>());
     return t;
@@ -93,6 +129,7 @@ class Exec {
 
   void run_layer(int li, const std::vector<const Task*>& tasks) {
     const Layer& L = p_.layers[li];
+    if (L.q.on) { quant_layer(L, tasks); return; }
     switch (L.kind) {
       case LayerKind::Gemm: gemm(L, tasks); break;
       case LayerKind::View: view(L); break;
@@ -103,6 +140,191 @@ class Exec {
   }
 
  private:
+  // "Store": FP16 rounding, except inside exact fp32 layers of INT8 regions.
+  float st(float x) const { return exact_ ? x : round_f16(x); }
+  // A GEMM / depthwise result on its way out: FP16, or quantized (INT8 layers on an engine
+  // without INT8 MACs compute in FP16 and quantize the fp32 accumulator + bias on store).
+  float store_val(const Layer& L, float v) const {
+    if (!L.q.on) return st(v);
+    return static_cast<float>(quant::quantize(v, L.q.out_scale, L.q.out_zp, quant::qrange(L.q.out_type)));
+  }
+
+  // ---------------- INT8 layers (program.h QuantParams, core/quant.h) ----------------
+  void quant_layer(const Layer& L, const std::vector<const Task*>& tasks) {
+    const QuantParams& q = L.q;
+    exact_ = q.int8;
+    // Dequantize the inputs that are dequantized, in place of their int8 values for this layer.
+    std::vector<std::pair<int, Val>> saved;
+    for (size_t k = 0; k < L.inputs.size() && k < q.in_scale.size(); ++k) {
+      const int b = L.inputs[k];
+      if (b < 0 || q.in_scale[k] == 0.f) continue;
+      if (q.int8 && (L.kind == LayerKind::Gemm || L.op == "QLinearConv")) continue;  // integer MACs read the integers
+      bool done = false;
+      for (auto& sv : saved) done |= sv.first == b;
+      if (done) continue;
+      const Val& x = val(b);
+      Val d;
+      d.shape = x.shape;
+      d.data = std::make_shared<Buf>(x.data->size());
+      for (size_t i = 0; i < x.data->size(); ++i)
+        (*d.data)[i] = st(quant::dequantize(static_cast<int32_t>((*x.data)[i]), q.in_zp[k], q.in_scale[k]));
+      saved.emplace_back(b, vals_[b]);
+      vals_[b] = d;
+    }
+    if (L.kind == LayerKind::Gemm) {
+      if (q.int8) qgemm(L, tasks);
+      else gemm(L, tasks);  // FP16 path; store_c quantizes
+    } else if (L.op == "QLinearConv") {
+      if (q.int8) qdepthwise(L);
+      else depthwise(L);
+    } else {
+      if (L.op == "DequantizeLinear" || L.op == "QuantizeLinear") {
+        const Val& x = val(L.inputs[0]);
+        Val& o = out(L.outputs[0]);
+        for (size_t i = 0; i < x.data->size(); ++i) (*o.data)[i] = st((*x.data)[i]);
+      } else if (L.op == "Reshape" || L.op == "Flatten" || L.op == "Squeeze" || L.op == "Unsqueeze" || L.op == "Identity") {
+        const Val& x = val(L.inputs[0]);  // a copy, not an alias: the output is requantized in place
+        Val& o = out(L.outputs[0]);
+        std::copy(x.data->begin(), x.data->end(), o.data->begin());
+      } else if (L.op == "Concat" || L.op == "Transpose" || L.op == "Split" || L.op == "Slice" || L.op == "Pad") {
+        move(L);  // (a Vector layer when it requantizes; the values move the same way)
+      } else {
+        vector(L);
+      }
+      if (q.out_type != DType::Undefined) {
+        const quant::QRange r = quant::qrange(q.out_type);
+        for (float& v : *vals_[L.outputs[0]].data)
+          v = static_cast<float>(quant::quantize(st(activate(L, v)), q.out_scale, q.out_zp, r));
+      }
+    }
+    for (auto& [b, v] : saved) vals_[b] = v;
+    exact_ = false;
+  }
+
+  // INT8 GEMM: int32 products of (x - x_zp) and the packed (w - w_zp), accumulated per output tile
+  // over its k tasks, requantized on store.
+  void qgemm(const Layer& L, const std::vector<const Task*>& tasks) {
+    const GemmGeom& g = L.g;
+    const QuantParams& q = L.q;
+    Val& o = out(L.outputs[0]);
+    const Val& x = val(L.inputs[0]);
+    std::vector<int32_t> X(x.data->size());
+    for (size_t i = 0; i < X.size(); ++i) X[i] = static_cast<int32_t>((*x.data)[i]) - q.in_zp[0];
+    std::vector<int32_t> B;
+    if (g.b_const) {
+      B.resize(L.weights.size());
+      for (size_t i = 0; i < B.size(); ++i) B[i] = static_cast<int32_t>(L.weights[i]);
+    } else {
+      const Val& b = val(L.inputs[1]);
+      B.resize(b.data->size());
+      for (size_t i = 0; i < B.size(); ++i) B[i] = static_cast<int32_t>((*b.data)[i]) - q.in_zp[1];
+    }
+    std::map<std::tuple<int64_t, int64_t, int64_t>, std::vector<const Task*>> tiles;
+    std::vector<bool> need_b(static_cast<size_t>(g.batch), false);
+    for (const Task* t : tasks)
+      if (t->engine == Engine::Mac) { tiles[{t->b, t->m0, t->n0}].push_back(t); need_b[t->b] = true; }
+    std::vector<std::vector<const Task*>> groups;
+    for (auto& [_, v] : tiles) groups.push_back(v);
+    std::vector<std::vector<int32_t>> im2col(g.conv ? static_cast<size_t>(g.batch) : 0);
+    if (g.conv) {
+      for (int64_t b = 0; b < g.batch; ++b) if (need_b[b]) im2col[b].resize(static_cast<size_t>(g.M * g.K));
+      parallel_for(g.batch * g.OH, [&](int64_t ra, int64_t rb) {
+        for (int64_t r = ra; r < rb; ++r)
+          if (need_b[r / g.OH]) fill_im2col_row(g, X, r / g.OH, r % g.OH, im2col[r / g.OH].data());
+      });
+    }
+    const quant::QRange range = quant::qrange(q.out_type);
+    const int64_t nbw = g.b_const && !g.conv ? static_cast<int64_t>(B.size()) / (g.K * g.N) : 0;
+    parallel_for(static_cast<int64_t>(groups.size()), [&](int64_t ga, int64_t gb) {
+      std::vector<uint32_t> acc;
+      for (int64_t gi = ga; gi < gb; ++gi) {
+        const auto& grp = groups[gi];
+        const Task& t0 = *grp.front();
+        const int64_t mt = t0.m1 - t0.m0, nt = t0.n1 - t0.n0;
+        acc.assign(static_cast<size_t>(mt * nt), 0u);
+        const int32_t* A = g.conv ? im2col[t0.b].data() : X.data() + a_batch_offset(g, t0.b) * g.M * g.K;
+        for (const Task* t : grp) {
+          const int32_t* Bp = B.data() + b_offset(g, nbw, t->b, t->k0) + t->n0;
+          mac_tile_i32(A + t0.m0 * g.K + t->k0, g.K, Bp, g.N, acc.data(), mt, t->k1 - t->k0, nt);
+          if (!t->last_k) continue;
+          float* O = o.data->data();
+          for (int64_t m = t->m0; m < t->m1; ++m)
+            for (int64_t n = t->n0; n < t->n1; ++n) {
+              const int64_t c = g.conv ? (t->b % g.groups) * g.N + n : n;
+              const int32_t a = static_cast<int32_t>(acc[(m - t->m0) * nt + (n - t->n0)]);
+              const int32_t y = quant::requantize(a, q.ibias.empty() ? 0 : q.ibias[c], q.mult[c], q.out_zp, range);
+              O[out_index(g, t->b, m, n)] = static_cast<float>(y);
+            }
+        }
+      }
+    });
+  }
+
+  static int64_t out_index(const GemmGeom& g, int64_t b, int64_t m, int64_t n) {
+    if (g.conv) return ((b / g.groups) * g.O + (b % g.groups) * g.N + n) * g.OH * g.OW + m;
+    return (b * g.M + m) * g.N + n;
+  }
+
+  // Offset of row k of batch b's B matrix in the packed weights (nbw matrices) or the B operand.
+  static int64_t b_offset(const GemmGeom& g, int64_t nbw, int64_t b, int64_t k) {
+    if (g.conv) return ((b % g.groups) * g.K + k) * g.N;
+    int64_t bb = 0, rem = b;
+    for (int64_t d = static_cast<int64_t>(g.batch_shape.size()) - 1; d >= 0; --d) {
+      bb += (rem % g.batch_shape[d]) * g.b_batch_strides[d];
+      rem /= g.batch_shape[d];
+    }
+    if (g.b_const && nbw == 1) bb = 0;
+    return (bb * g.K + k) * g.N;
+  }
+
+  // INT8 depthwise convolution on the vector unit: int32 sums of (x - x_zp)(w - w_zp) per tap.
+  void qdepthwise(const Layer& L) {
+    const QuantParams& q = L.q;
+    const Val& x = val(L.inputs[0]);
+    Val& o = out(L.outputs[0]);
+    const ir::Node& n = L.node;
+    const int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+    const int64_t O = o.shape[1], OH = o.shape[2], OW = o.shape[3];
+    const int64_t mult = O / C;
+    const Shape& wshape = p_.buffers[L.inputs[1]].shape;
+    const int64_t kh = wshape[2], kw = wshape[3];
+    auto s = n.attr_ints("strides", {1, 1});
+    auto d = n.attr_ints("dilations", {1, 1});
+    int64_t pt = 0, pl = 0;
+    std::string ap = n.attr_s("auto_pad", "NOTSET");
+    if (ap == "SAME_UPPER" || ap == "SAME_LOWER") {
+      int64_t th = std::max<int64_t>(0, (OH - 1) * s[0] + (kh - 1) * d[0] + 1 - H);
+      int64_t tw = std::max<int64_t>(0, (OW - 1) * s[1] + (kw - 1) * d[1] + 1 - W);
+      pt = ap == "SAME_UPPER" ? th / 2 : th - th / 2;
+      pl = ap == "SAME_UPPER" ? tw / 2 : tw - tw / 2;
+    } else if (ap != "VALID") {
+      auto p = n.attr_ints("pads", {0, 0, 0, 0});
+      pt = p[0]; pl = p[1];
+    }
+    const quant::QRange range = quant::qrange(q.out_type);
+    parallel_for(N * O, [&](int64_t ca, int64_t cb) {
+      for (int64_t no = ca; no < cb; ++no) {
+        const int64_t img = no / O, oc = no % O, ic = oc / mult;
+        const float* px = x.data->data() + (img * C + ic) * H * W;
+        const float* w = L.weights.data() + oc * kh * kw;
+        float* po = o.data->data() + no * OH * OW;
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            uint32_t acc = 0;
+            for (int64_t i = 0; i < kh; ++i)
+              for (int64_t j = 0; j < kw; ++j) {
+                int64_t ih = oh * s[0] - pt + i * d[0], iw = ow * s[1] - pl + j * d[1];
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;  // padding is the zero point: adds 0
+                const int32_t xv = static_cast<int32_t>(px[ih * W + iw]) - q.in_zp[0];
+                acc += static_cast<uint32_t>(xv) * static_cast<uint32_t>(static_cast<int32_t>(w[i * kw + j]));
+              }
+            const int32_t y = quant::requantize(static_cast<int32_t>(acc), q.ibias.empty() ? 0 : q.ibias[oc], q.mult[oc], q.out_zp, range);
+            po[oh * OW + ow] = static_cast<float>(y);
+          }
+      }
+    });
+  }
+
   const Val& val(int buf) const {
     if (!vals_[buf].data) {
       if (p_.buffers[buf].constant) throw Error("npu: constant buffer not materialised: " + p_.buffers[buf].name);
@@ -170,19 +392,20 @@ class Exec {
   }
 
   // One output row (oh) of im2col for batch b: A[m = oh*OW + ow][k = (c, i, j)].
-  static void fill_im2col_row(const GemmGeom& g, const Buf& X, int64_t b, int64_t oh, float* A) {
+  template <class T>
+  static void fill_im2col_row(const GemmGeom& g, const std::vector<T>& X, int64_t b, int64_t oh, T* A) {
     const int64_t img = b / g.groups, gr = b % g.groups, cg = g.C / g.groups;
     for (int64_t ow = 0; ow < g.OW; ++ow) {
-      float* row = A + (oh * g.OW + ow) * g.K;
+      T* row = A + (oh * g.OW + ow) * g.K;
       for (int64_t c = 0; c < cg; ++c) {
-        const float* plane = X.data() + (img * g.C + gr * cg + c) * g.H * g.W;
+        const T* plane = X.data() + (img * g.C + gr * cg + c) * g.H * g.W;
         for (int64_t i = 0; i < g.kh; ++i) {
           int64_t ih = oh * g.sh - g.ph + i * g.dh;
           bool hin = ih >= 0 && ih % g.in_dil_h == 0 && ih / g.in_dil_h < g.H;
           for (int64_t j = 0; j < g.kw; ++j) {
             int64_t iw = ow * g.sw - g.pw + j * g.dw;
             bool in = hin && iw >= 0 && iw % g.in_dil_w == 0 && iw / g.in_dil_w < g.W;
-            *row++ = in ? plane[(ih / g.in_dil_h) * g.W + iw / g.in_dil_w] : 0.f;
+            *row++ = in ? plane[(ih / g.in_dil_h) * g.W + iw / g.in_dil_w] : T(0);
           }
         }
       }
@@ -226,7 +449,7 @@ class Exec {
         } else {
           idx = (t.b * g.M + m) * g.N + n;
         }
-        O[idx] = st(v);
+        O[idx] = store_val(L, v);
       }
   }
 
@@ -616,6 +839,7 @@ class Exec {
         for (int64_t oh = 0; oh < OH; ++oh)
           for (int64_t ow = 0; ow < OW; ++ow) {
             float acc = is_max ? -INFINITY : 0.f;
+            double dacc = 0;  // exact fp32 mode: the reference sums in double and divides in double
             int64_t cnt = 0, padded = 0;
             for (int64_t i = 0; i < kh; ++i)
               for (int64_t j = 0; j < kw; ++j) {
@@ -624,9 +848,13 @@ class Exec {
                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                 float v = px[ih * W + iw];
                 acc = is_max ? std::max(acc, v) : acc + v;
+                dacc += static_cast<double>(v);
                 ++cnt;
               }
-            po[oh * OW + ow] = st(is_max ? acc : acc / static_cast<float>(include_pad ? padded : std::max<int64_t>(cnt, 1)));
+            if (exact_ && !is_max)
+              po[oh * OW + ow] = static_cast<float>(dacc / static_cast<double>(include_pad ? padded : cnt));
+            else
+              po[oh * OW + ow] = st(is_max ? acc : acc / static_cast<float>(include_pad ? padded : std::max<int64_t>(cnt, 1)));
           }
       }
     });
@@ -672,7 +900,7 @@ class Exec {
                 acc = acc + px[ih * W + iw] * w[i * kw + j];
               }
             if (!L.bias.empty()) acc = acc + L.bias[oc];
-            po[oh * OW + ow] = st(activate(L, acc));
+            po[oh * OW + ow] = store_val(L, activate(L, acc));
           }
       }
     });
@@ -751,6 +979,7 @@ class Exec {
   int64_t opset_ = 17;
 
  private:
+  bool exact_ = false;  // inside an exact fp32 layer of an INT8 region (no FP16 rounding)
   const Program& p_;
   const HardwareConfig& hw_;
   std::vector<Val> vals_;
@@ -769,7 +998,7 @@ void run_segment(const Program& p, const Segment& s, const HardwareConfig& hw, V
   for (int li : s.layers) {
     const Layer& L = p.layers[li];
     const bool packed = L.kind == LayerKind::Gemm || L.kind == LayerKind::Recurrent ||
-                        (L.kind == LayerKind::Vector && L.op == "Conv");
+                        (L.kind == LayerKind::Vector && (L.op == "Conv" || L.op == "QLinearConv"));
     for (size_t i = 0; i < L.inputs.size(); ++i) {
       const int b = L.inputs[i];
       if (b >= 0 && !(packed && i >= 1 && p.buffers[b].constant)) needed[b] = true;

@@ -147,9 +147,12 @@ TimingResult simulate_timing(const Program& p, const HardwareConfig& hw) {
   }
 
   // Totals and energy.
-  const double pj_mac = hw.energy.pj_per_mac_fp16;
   for (size_t li = 0; li < p.layers.size(); ++li) {
     LayerStats& ls = r.layers[li];
+    // INT8 MAC layers (GEMMs and depthwise convolutions on INT8 MACs) at the INT8 MAC energy.
+    const Layer& L = p.layers[li];
+    const bool int8_macs = L.q.on && L.q.int8 && (L.kind == LayerKind::Gemm || L.op == "QLinearConv");
+    const double pj_mac = int8_macs && hw.energy.pj_per_mac_int8 > 0 ? hw.energy.pj_per_mac_int8 : hw.energy.pj_per_mac_fp16;
     r.macs += ls.macs;
     r.dram_read += ls.dram_read;
     r.dram_write += ls.dram_write;
