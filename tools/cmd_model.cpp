@@ -90,6 +90,8 @@ void add_model_commands(CLI::App& app) {
     std::string device = "both";
     bool json_out = false;
     uint64_t seed = 0;
+    std::string compare;      // bench --compare OTHER.onnx (tools/cmd_quantize.cpp)
+    int compare_samples = 8;
   };
   auto o = std::make_shared<Opts>();
 
@@ -139,7 +141,14 @@ void add_model_commands(CLI::App& app) {
   bench->add_option("--device", o->device, "cpu: measure the CPU only; both: CPU measured and NPU simulated (default both)")
       ->check(CLI::IsMember({"cpu", "both"}));
   bench->add_flag("--json", o->json_out, "Print one JSON object");
+  bench->add_option("--compare", o->compare, "A second model (e.g. its int8 quantization) shown side by side: accuracy, latency, energy, size");
+  bench->add_option("--compare-samples", o->compare_samples, "--compare: seeded inputs for the accuracy figures (default 8)");
   bench->callback([o] {
+    if (!o->compare.empty()) {
+      bench_compare({o->model, o->compare, o->hw, o->device, parse_dims(o->dims), o->threads, o->runs, o->warmup,
+                     o->compare_samples, o->seed, o->json_out});
+      throw CommandDone{0};
+    }
     if (o->runs < 1) throw Error("--runs must be at least 1");
     LoadOptions lo;
     lo.threads = o->threads;

@@ -1,18 +1,136 @@
 // `opennpu quantize`: post-training static quantization to QDQ ONNX (src/quant/quantize.h).
 // Optionally measures the result against the float model on held-out seeded inputs (--eval N).
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/parallel.h"
 #include "opennpu/runtime.h"
 #include "quant/quantize.h"
+#include "runtime/model_impl.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
 
 using json = nlohmann::json;
 using namespace opennpu;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Median CPU latency over `runs` predictions after one untimed and `warmup` more.
+double median_latency(const Model& m, const NamedTensors& feeds, int runs, int warmup) {
+  for (int i = 0; i < 1 + warmup; ++i) m.predict(feeds);
+  std::vector<double> v;
+  for (int i = 0; i < runs; ++i) {
+    double a = now_s();
+    m.predict(feeds);
+    v.push_back(now_s() - a);
+  }
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// One model's column of the comparison.
+json measure_column(const std::string& path, const BenchCompareArgs& a, const NamedTensors& feeds, Progress& progress,
+                    const std::string& tag) {
+  json col = {{"model", path}, {"file_mb", static_cast<double>(std::filesystem::file_size(path)) / 1e6}};
+  LoadOptions lo;
+  lo.threads = a.threads;
+  lo.dims = a.dims;
+  progress.stage(tag + ": CPU load");
+  Model cpu = Model::load(path, lo);
+  progress.stage(tag + ": CPU timing");
+  col["cpu_median_ms"] = median_latency(cpu, feeds, a.runs, a.warmup) * 1e3;
+  if (a.device != "cpu") {
+    lo.compute_units = ComputeUnits::all;
+    lo.hardware = a.hw;
+    progress.stage(tag + ": NPU compile");
+    Model npu = Model::load(path, lo);
+    progress.stage(tag + ": NPU simulation");
+    npu.predict(feeds);  // CPU segments of the partitioned model are measured by running them
+    const auto& im = npu.impl();
+    const auto& t = im.timing;
+    int on_npu = 0;
+    for (const auto& p : im.program->placements) on_npu += p.npu;
+    col["hardware"] = im.hw->name;
+    col["npu_latency_ms"] = (t.total_seconds() + im.last_cpu_seconds) * 1e3;
+    col["npu_energy_mj"] = t.energy.total_pj() * 1e-9;
+    col["npu_dram_mb"] = (t.dram_read + t.dram_write) / 1e6;
+    col["npu_mac_utilization"] = t.mac_utilization;
+    col["nodes_on_npu"] = on_npu;
+    col["nodes"] = im.program->placements.size();
+  }
+  return col;
+}
+
+}  // namespace
+
+void bench_compare(const BenchCompareArgs& a) {
+  if (a.runs < 1) throw Error("--runs must be at least 1");
+  if (a.compare_samples < 1) throw Error("--compare-samples must be at least 1");
+  Progress progress(!a.json_out);
+  LoadOptions lo;
+  lo.threads = a.threads;
+  lo.dims = a.dims;
+  progress.stage("loading both models (CPU)");
+  Model ref = Model::load(a.model, lo);
+  Model other = Model::load(a.compare, lo);
+  auto inputs = quant::random_inputs(ref.inputs(), a.compare_samples, quant::held_out_seed(a.seed));
+  progress.stage(fmt::format("accuracy over {} seeded inputs", a.compare_samples));
+  quant::Agreement ag = quant::compare_outputs(ref, other, inputs);
+  json base = measure_column(a.model, a, inputs[0], progress, "A");
+  json cmp = measure_column(a.compare, a, inputs[0], progress, "B");
+  progress.done();
+  auto ratio = [](const json& x, const json& y, const char* k) -> json {
+    if (!x.contains(k) || !y.contains(k) || y[k].get<double>() <= 0) return nullptr;
+    return x[k].get<double>() / y[k].get<double>();
+  };
+  json j = {{"model", a.model}, {"compare", a.compare}, {"device", a.device}, {"threads", a.threads},
+            {"runs", a.runs}, {"seed", a.seed},
+            {"accuracy", {{"output", ag.output}, {"samples", ag.samples}, {"cosine_min", ag.cos_min},
+                          {"cosine_mean", ag.cos_mean}, {"top1_rows", ag.rows}, {"top1_agree", ag.top1_agree},
+                          {"top1_agreement", ag.top1_rate()}}},
+            {"a", base}, {"b", cmp},
+            {"ratios_a_over_b", {{"cpu_latency", ratio(base, cmp, "cpu_median_ms")},
+                                 {"npu_latency", ratio(base, cmp, "npu_latency_ms")},
+                                 {"npu_energy", ratio(base, cmp, "npu_energy_mj")},
+                                 {"file_size", ratio(base, cmp, "file_mb")}}}};
+  if (a.json_out) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::cout << fmt::format("A = {}\nB = {}\n", a.model, a.compare);
+  std::cout << fmt::format("B vs A on {} seeded inputs: output '{}' cosine min {:.5f} mean {:.5f}; top-1 agreement "
+                           "{}/{} ({:.1f}%)\n\n", ag.samples, ag.output, ag.cos_min, ag.cos_mean, ag.top1_agree,
+                           ag.rows, 100 * ag.top1_rate());
+  std::cout << fmt::format("{:<30} {:>12} {:>12} {:>8}\n", "", "A", "B", "A / B");
+  auto row = [&](const char* label, const char* k, const char* f) {
+    if (!base.contains(k)) return;
+    json r = ratio(base, cmp, k);
+    std::cout << fmt::format("{:<30} {:>12} {:>12} {:>8}\n", label, fmt::format(fmt::runtime(f), base[k].get<double>()),
+                             fmt::format(fmt::runtime(f), cmp[k].get<double>()),
+                             r.is_null() ? "-" : fmt::format("{:.2f}x", r.get<double>()));
+  };
+  row("CPU median latency (ms)", "cpu_median_ms", "{:.3f}");
+  if (a.device != "cpu") {
+    std::cout << fmt::format("NPU: {} (simulated)\n", base["hardware"].get<std::string>());
+    row("NPU latency (ms)", "npu_latency_ms", "{:.3f}");
+    row("NPU energy (mJ)", "npu_energy_mj", "{:.3f}");
+    row("NPU DRAM traffic (MB)", "npu_dram_mb", "{:.1f}");
+    std::cout << fmt::format("{:<30} {:>12} {:>12}\n", "nodes on the NPU",
+                             fmt::format("{}/{}", base["nodes_on_npu"].get<int>(), base["nodes"].get<size_t>()),
+                             fmt::format("{}/{}", cmp["nodes_on_npu"].get<int>(), cmp["nodes"].get<size_t>()));
+  }
+  row("model file (MB)", "file_mb", "{:.1f}");
+}
 
 void add_quantize_command(CLI::App& app) {
   struct Opts {

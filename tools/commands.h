@@ -3,6 +3,8 @@
 // opennpu::Error, which main prints as one line and turns into exit code 1).
 #pragma once
 #include <CLI/CLI.hpp>
+#include <map>
+#include <string>
 
 struct CommandDone {
   int rc = 0;
@@ -20,3 +22,12 @@ void add_profile_commands(CLI::App& app);
 void add_explore_command(CLI::App& app);
 // tools/cmd_quantize.cpp: quantize (post-training int8, QDQ ONNX).
 void add_quantize_command(CLI::App& app);
+// tools/cmd_quantize.cpp: bench MODEL --compare OTHER (fp32 vs quantized side by side).
+struct BenchCompareArgs {
+  std::string model, compare, hw, device;
+  std::map<std::string, int64_t> dims;
+  int threads = 0, runs = 20, warmup = 3, compare_samples = 8;
+  uint64_t seed = 0;
+  bool json_out = false;
+};
+void bench_compare(const BenchCompareArgs& a);
