@@ -243,6 +243,7 @@ void add_ops_command(CLI::App& app) {
     struct Row { std::string domain, op, opsets, dtypes, npu; };
     std::map<std::pair<std::string, std::string>, Row> rows;
     for (const auto& d : cpu::registry().all()) {
+      if (d.domain == "opennpu.cpu") continue;  // the CPU backend's internal fused ops (cpu/fast/fuse.h)
       auto key = std::make_pair(d.domain.empty() ? std::string("ai.onnx") : d.domain, d.op);
       auto& r = rows[key];
       r.domain = key.first;

@@ -58,6 +58,8 @@ std::string Registry::why_not(const std::string& domain, const std::string& op, 
   return fmt::format("op {} at opset {} of domain '{}' is not supported (supported opsets: {})", op, opset, dom, ranges);
 }
 
+void register_fused_transformer(Registry& r);  // cpu/fast/transformer.cpp: opennpu.cpu fused ops
+
 const Registry& registry() {
   static const Registry r = [] {
     Registry reg;
@@ -75,6 +77,7 @@ const Registry& registry() {
     register_quant(reg);
     register_quant_gemm(reg);  // com.microsoft QGemm (kernels/quant_gemm.cpp)
     register_misc(reg);
+    register_fused_transformer(reg);
     return reg;
   }();
   return r;

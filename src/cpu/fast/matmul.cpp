@@ -1,9 +1,362 @@
-// cpu/fast/matmul.cpp — fast matmul kernels (see fast.h). Nothing registered yet.
+// cpu/fast/matmul.cpp — fast MatMul, Gemm and FusedMatMul (opennpu.cpu) with a constant weight.
+//
+// The weight operand is re-laid-out once, at prepare, into the blocked format oneDNN's matmul
+// (brgemm, AVX-512/AVX2 chosen at run time by oneDNN) prefers, so a prediction never repacks it.
+// Measured on this machine (bert_base shapes [128,768]x[768,{768,2304,3072}] and [128,3072]x
+// [3072,768], 1 thread, median of 30 alternating runs of the 4 shapes): OpenBLAS sgemm 87.6 ms,
+// oneDNN sgemm (plain weights) 72.2 ms, oneDNN matmul with pre-packed weights 64.4 ms.
+//
+// Packed weights are shared: nodes whose weight is the same initializer buffer (e.g. a model whose
+// layers reuse one weight through Identity) get one packed copy (keyed by buffer address and a
+// hash of the contents, so a reused address never matches stale data).
+//
+// Threads: oneDNN's OpenMP threading is not used (its barriers degrade badly on a loaded machine,
+// and set_num_threads must be honoured exactly); the rows of A are split into contiguous chunks,
+// one per opennpu thread (parallel_for), each running the same primitive single-threaded.
+//
+// Bias and activation are fused as oneDNN post-ops (FusedMatMul: bias [N] and Relu/Gelu(erf)).
+#include <dnnl.hpp>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "core/parallel.h"
 #include "cpu/fast/fast.h"
 #include "cpu/fast/fuse.h"
+#include "cpu/fast/matmul.h"
 
 namespace opennpu::cpu {
 
-void register_fast_matmul(FastRegistry&) {}
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using ddt = memory::data_type;
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+// Per-thread stream and scratchpad (primitives run with a user scratchpad so that one primitive
+// may execute on several threads at once).
+struct ThreadState {
+  dnnl::stream stream{engine()};
+  std::vector<char> scratch;
+  char* scratchpad(size_t n) {
+    if (scratch.size() < n) scratch.resize(n);
+    return scratch.data();
+  }
+};
+ThreadState& thread_state() {
+  static thread_local ThreadState s;
+  return s;
+}
+
+uint64_t hash_bytes(const void* p, size_t n) {
+  // FNV-1a over 64-bit words (a fingerprint against address reuse, not a security hash).
+  uint64_t h = 1469598103934665603ull;
+  const auto* b = static_cast<const unsigned char*>(p);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, b + i, 8);
+    h = (h ^ w) * 1099511628211ull;
+  }
+  for (; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+// One packed weight [K, N] (optionally scaled by alpha), shared by every kernel that uses it.
+struct Packed {
+  memory::desc desc;  // the packed layout
+  memory mem;         // owns the packed buffer
+  size_t bytes = 0;
+};
+
+using PackKey = std::tuple<const void*, uint64_t, int64_t, int64_t, bool, float, int64_t>;
+
+std::shared_ptr<const Packed> pack_weights(const float* w, int64_t K, int64_t N, bool trans, float alpha,
+                                           int64_t m_hint, std::string* why) {
+  static std::mutex mu;
+  static std::map<PackKey, std::weak_ptr<const Packed>> cache;
+  const uint64_t h = hash_bytes(w, static_cast<size_t>(K * N) * sizeof(float));
+  PackKey key{w, h, K, N, trans, alpha, m_hint};
+  std::lock_guard<std::mutex> lk(mu);
+  if (auto it = cache.find(key); it != cache.end())
+    if (auto p = it->second.lock()) return p;
+  // Let oneDNN pick the weights layout for this shape.
+  memory::desc ad({m_hint, K}, ddt::f32, tag::ab), bany({K, N}, ddt::f32, tag::any), cd({m_hint, N}, ddt::f32, tag::ab);
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bany, cd), engine());
+  } catch (const dnnl::error& e) {
+    if (why) *why = std::string("oneDNN matmul unavailable: ") + e.what();
+    return nullptr;
+  }
+  auto p = std::make_shared<Packed>();
+  p->desc = pd.weights_desc();
+  p->mem = memory(p->desc, engine());
+  p->bytes = p->desc.get_size();
+  std::vector<float> scaled;
+  const float* src = w;
+  if (alpha != 1.0f) {
+    scaled.resize(static_cast<size_t>(K * N));
+    for (size_t i = 0; i < scaled.size(); ++i) scaled[i] = alpha * w[i];
+    src = scaled.data();
+  }
+  // B is [K, N] row-major, or [N, K] row-major when trans (i.e. [K, N] with strides {1, K}).
+  memory::desc sd({K, N}, ddt::f32, trans ? tag::ba : tag::ab);
+  memory sm(sd, engine(), const_cast<float*>(src));
+  omp_set_num_threads(1);
+  dnnl::stream s(engine());
+  dnnl::reorder(sm, p->mem).execute(s, sm, p->mem);
+  s.wait();
+  cache[key] = p;
+  return p;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct PackedMatMul::Impl {
+  int64_t K = 0, N = 0;
+  Epilogue epi;
+  std::shared_ptr<const Packed> w;
+  std::vector<float> bias;  // [N] or empty
+  memory::desc bias_desc;
+  struct Prim {
+    dnnl::matmul prim;
+    size_t scratch = 0;
+  };
+  mutable std::mutex mu;
+  mutable std::map<int64_t, std::unique_ptr<Prim>> prims;  // per M; never erased (stable pointers)
+
+  dnnl::primitive_attr attr() const {
+    dnnl::primitive_attr a;
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::post_ops po;
+    if (epi.act == Activation::Relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    if (epi.act == Activation::Gelu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
+    a.set_post_ops(po);
+    return a;
+  }
+  std::unique_ptr<Prim> make(int64_t M) const {
+    memory::desc ad({M, K}, ddt::f32, tag::ab), cd({M, N}, ddt::f32, tag::ab);
+    auto d = bias.empty() ? dnnl::matmul::desc(ad, w->desc, cd) : dnnl::matmul::desc(ad, w->desc, bias_desc, cd);
+    dnnl::matmul::primitive_desc pd(d, attr(), engine());
+    auto p = std::make_unique<Prim>();
+    p->prim = dnnl::matmul(pd);
+    p->scratch = pd.scratchpad_desc().get_size();
+    return p;
+  }
+  const Prim* get(int64_t M) const {
+    std::lock_guard<std::mutex> lk(mu);
+    auto it = prims.find(M);
+    if (it != prims.end()) return it->second.get();
+    auto p = make(M);
+    return (prims[M] = std::move(p)).get();
+  }
+};
+
+PackedMatMul::PackedMatMul() : impl_(std::make_unique<Impl>()) {}
+PackedMatMul::~PackedMatMul() = default;
+
+std::unique_ptr<PackedMatMul> PackedMatMul::create(const float* w, int64_t K, int64_t N, bool trans, float alpha,
+                                                   const float* bias, Epilogue epi, int64_t m_hint, std::string* why) {
+  if (K <= 0 || N <= 0) {
+    if (why) *why = "empty weight";
+    return nullptr;
+  }
+  if (m_hint <= 0) m_hint = 128;
+  auto pm = std::unique_ptr<PackedMatMul>(new PackedMatMul());
+  Impl& im = *pm->impl_;
+  im.K = K;
+  im.N = N;
+  im.epi = epi;
+  im.w = pack_weights(w, K, N, trans, alpha, m_hint, why);
+  if (!im.w) return nullptr;
+  if (bias) {
+    im.bias.assign(bias, bias + N);
+    im.bias_desc = memory::desc({1, N}, ddt::f32, tag::ab);
+  }
+  // The packed layout must serve every row count, not only the one it was chosen for.
+  try {
+    for (int64_t m : {int64_t(1), int64_t(3), int64_t(16), int64_t(33), m_hint, int64_t(1000)}) im.get(m);
+  } catch (const dnnl::error& e) {
+    if (why) *why = std::string("oneDNN matmul declined the packed layout: ") + e.what();
+    return nullptr;
+  }
+  return pm;
+}
+
+size_t PackedMatMul::packed_bytes() const { return impl_->w->bytes; }
+int64_t PackedMatMul::K() const { return impl_->K; }
+int64_t PackedMatMul::N() const { return impl_->N; }
+
+void PackedMatMul::run(const float* a, int64_t rows, float* y) const {
+  if (rows <= 0) return;
+  const Impl& im = *impl_;
+  auto chunk = [&](int64_t r0, int64_t r1) {
+    const int64_t M = r1 - r0;
+    const Impl::Prim* p = im.get(M);
+    omp_set_num_threads(1);
+    ThreadState& ts = thread_state();
+    memory am({{M, im.K}, ddt::f32, tag::ab}, engine(), const_cast<float*>(a + r0 * im.K));
+    memory ym({{M, im.N}, ddt::f32, tag::ab}, engine(), y + r0 * im.N);
+    memory sp({{static_cast<memory::dim>(p->scratch)}, ddt::u8, tag::a}, engine(), ts.scratchpad(p->scratch + 64));
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, im.w->mem}, {DNNL_ARG_DST, ym},
+                                         {DNNL_ARG_SCRATCHPAD, sp}};
+    if (!im.bias.empty())
+      args.emplace(DNNL_ARG_BIAS, memory(im.bias_desc, engine(), const_cast<float*>(im.bias.data())));
+    p->prim.execute(ts.stream, args);
+    ts.stream.wait();
+  };
+  const int nt = in_parallel_region() ? 1 : num_threads();
+  // Rows per chunk: at least 16 (a brgemm row block), so small problems stay on one thread.
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(nt, rows / 16));
+  if (chunks == 1) { chunk(0, rows); return; }
+  parallel_for(chunks, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) chunk(rows * c / chunks, rows * (c + 1) / chunks);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// The initializer behind input i when it is a true constant (not also a graph input a feed may
+// override), float32, else null.
+const Tensor* float_weight(const PrepareContext& pc, size_t i) {
+  const Tensor* t = pc.constant(i);
+  if (!t) return nullptr;
+  for (const auto& in : pc.graph().inputs)
+    if (in.name == pc.node().inputs[i]) return nullptr;
+  return t->dtype() == DType::Float32 ? t : nullptr;
+}
+
+// Rows hint from a declared output shape: the product of all but the last dim when known.
+int64_t rows_hint(const PrepareContext& pc) {
+  const ir::ValueInfo* vi = pc.output_info(0);
+  if (!vi || !vi->has_shape || vi->dims.empty()) return 128;
+  int64_t r = 1;
+  for (size_t d = 0; d + 1 < vi->dims.size(); ++d) {
+    if (!vi->dims[d].known()) return 128;
+    r *= vi->dims[d].value;
+  }
+  return std::clamp<int64_t>(r, 1, 4096);
+}
+
+class MatMulKernel final : public PreparedKernel {
+ public:
+  MatMulKernel(std::unique_ptr<PackedMatMul> mm, std::string name) : mm_(std::move(mm)), name_(std::move(name)) {}
+  void run(KernelContext& ctx) const override {
+    const Tensor& A = ctx.input(0);
+    ctx.check(A.dtype() == DType::Float32, "input A must be float32 (the weight is), got {}", dtype_name(A.dtype()));
+    ctx.check(A.rank() >= 1 && A.dim(A.rank() - 1) == mm_->K(), "inner dimensions differ: A {} but the weight has K={}",
+              shape_str(A.shape()), mm_->K());
+    Shape out(A.shape().begin(), A.shape().end() - 1);
+    out.push_back(mm_->N());
+    const int64_t rows = A.rank() == 1 ? 1 : A.numel() / mm_->K();
+    Tensor& Y = ctx.alloc_output(0, DType::Float32, out, KernelContext::Init::Uninit);
+    mm_->run(A.data<float>(), rows, Y.data<float>());
+  }
+  std::string name() const override { return name_; }
+  size_t state_bytes() const override { return mm_->packed_bytes(); }
+
+ private:
+  std::unique_ptr<PackedMatMul> mm_;
+  std::string name_;
+};
+
+std::string isa_suffix() {
+  const auto& f = cpu_features();
+  return f.avx512f ? "avx512" : f.avx2 ? "avx2" : "sse";
+}
+
+// MatMul(A, W) with W a constant float32 2-D initializer.
+std::unique_ptr<PreparedKernel> prepare_matmul(const PrepareContext& pc, std::string* why) {
+  const Tensor* W = float_weight(pc, 1);
+  if (!W) { *why = "B is not a constant float32 initializer"; return nullptr; }
+  if (W->rank() != 2) { *why = "B is not 2-D"; return nullptr; }
+  auto mm = PackedMatMul::create(W->data<float>(), W->dim(0), W->dim(1), false, 1.0f, nullptr, {}, rows_hint(pc), why);
+  if (!mm) return nullptr;
+  return std::make_unique<MatMulKernel>(std::move(mm), "onednn_matmul_packed_" + isa_suffix());
+}
+
+// FusedMatMul(A, W, bias?) activation=""|"Relu"|"Gelu" (opennpu.cpu; see transformer.cpp).
+std::unique_ptr<PreparedKernel> prepare_fused_matmul(const PrepareContext& pc, std::string* why) {
+  const Tensor* W = float_weight(pc, 1);
+  if (!W || W->rank() != 2) { *why = "B is not a constant float32 2-D initializer"; return nullptr; }
+  const Tensor* bias = nullptr;
+  if (pc.node().inputs.size() > 2 && !pc.node().inputs[2].empty()) {
+    bias = float_weight(pc, 2);
+    if (!bias || bias->numel() != W->dim(1)) { *why = "bias is not a constant float32 [N]"; return nullptr; }
+  }
+  Epilogue epi;
+  const std::string act = pc.attr_s("activation", "");
+  if (act == "Relu") epi.act = Activation::Relu;
+  else if (act == "Gelu") epi.act = Activation::Gelu;
+  else if (!act.empty()) { *why = "activation " + act; return nullptr; }
+  auto mm = PackedMatMul::create(W->data<float>(), W->dim(0), W->dim(1), false, 1.0f, bias ? bias->data<float>() : nullptr,
+                                 epi, rows_hint(pc), why);
+  if (!mm) return nullptr;
+  return std::make_unique<MatMulKernel>(std::move(mm), "onednn_matmul_packed_" + isa_suffix() +
+                                                           (act.empty() ? "" : "_" + act));
+}
+
+// Gemm(A, B, C?) with B constant, transA = 0, C absent or a constant broadcast along rows
+// ([N], [1,N], [1], [1,1] or scalar). alpha is folded into the packed B, beta into the bias.
+std::unique_ptr<PreparedKernel> prepare_gemm(const PrepareContext& pc, std::string* why) {
+  if (pc.opset() < 11) { *why = "opset < 11"; return nullptr; }
+  if (pc.attr_i("transA", 0) != 0) { *why = "transA=1"; return nullptr; }
+  const Tensor* B = float_weight(pc, 1);
+  if (!B || B->rank() != 2) { *why = "B is not a constant float32 2-D initializer"; return nullptr; }
+  const bool tb = pc.attr_i("transB", 0) != 0;
+  const int64_t K = tb ? B->dim(1) : B->dim(0), N = tb ? B->dim(0) : B->dim(1);
+  const float alpha = pc.attr_f("alpha", 1.0f), beta = pc.attr_f("beta", 1.0f);
+  std::vector<float> bias;
+  if (pc.node().inputs.size() > 2 && !pc.node().inputs[2].empty()) {
+    const Tensor* C = float_weight(pc, 2);
+    if (!C) { *why = "C is not a constant float32 initializer"; return nullptr; }
+    const bool row = C->rank() <= 2 && (C->numel() == 1 || (C->numel() == N && C->dim(C->rank() - 1) == N));
+    if (!row) { *why = "C is not broadcast along rows"; return nullptr; }
+    bias.resize(static_cast<size_t>(N));
+    for (int64_t j = 0; j < N; ++j) bias[j] = beta * C->data<float>()[C->numel() == 1 ? 0 : j];
+  }
+  auto mm = PackedMatMul::create(B->data<float>(), K, N, tb, alpha, bias.empty() ? nullptr : bias.data(), {},
+                                 rows_hint(pc), why);
+  if (!mm) return nullptr;
+  class GemmKernel final : public PreparedKernel {
+   public:
+    explicit GemmKernel(std::unique_ptr<PackedMatMul> mm) : mm_(std::move(mm)) {}
+    void run(KernelContext& ctx) const override {
+      const Tensor& A = ctx.input(0);
+      ctx.check(A.dtype() == DType::Float32, "input A must be float32, got {}", dtype_name(A.dtype()));
+      ctx.check(A.rank() == 2 && A.dim(1) == mm_->K(), "A must be [M,{}], got {}", mm_->K(), shape_str(A.shape()));
+      Tensor& Y = ctx.alloc_output(0, DType::Float32, {A.dim(0), mm_->N()}, KernelContext::Init::Uninit);
+      mm_->run(A.data<float>(), A.dim(0), Y.data<float>());
+    }
+    std::string name() const override { return "onednn_gemm_packed_" + isa_suffix(); }
+    size_t state_bytes() const override { return mm_->packed_bytes(); }
+
+   private:
+    std::unique_ptr<PackedMatMul> mm_;
+  };
+  return std::make_unique<GemmKernel>(std::move(mm));
+}
+
+}  // namespace
+
+void register_fast_matmul(FastRegistry& r) {
+  r.add({"MatMul", "", "onednn_matmul_packed", prepare_matmul});
+  r.add({"Gemm", "", "onednn_gemm_packed", prepare_gemm});
+  r.add({"FusedMatMul", kCpuDomain, "onednn_matmul_packed", prepare_fused_matmul});
+}
 
 }  // namespace opennpu::cpu
