@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "cpu/kernel.h"
+#include "cpu/fast/conv.h"  // register_conv_fused
 
 #include <cstring>
 
@@ -77,6 +78,7 @@ const Registry& registry() {
     register_quant(reg);
     register_quant_gemm(reg);  // com.microsoft QGemm (kernels/quant_gemm.cpp)
     register_misc(reg);
+    register_conv_fused(reg);  // opennpu.cpu FusedConv / NHWC pooling (cpu/fast/conv_fuse.cpp)
     register_fused_transformer(reg);
     return reg;
   }();

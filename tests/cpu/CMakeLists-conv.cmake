@@ -1,0 +1,7 @@
+# tests/cpu/CMakeLists-conv.cmake — fast oneDNN conv/pooling kernels and the conv passes vs the reference kernels (GTest).
+find_package(GTest REQUIRED)
+add_executable(test_fast_conv cpu/test_fast_conv.cpp)
+target_include_directories(test_fast_conv PRIVATE ${CMAKE_SOURCE_DIR}/src)
+target_link_libraries(test_fast_conv PRIVATE opennpu_cpu GTest::gtest GTest::gtest_main)
+add_test(NAME fast_conv COMMAND test_fast_conv --gtest_brief=1)
+set_tests_properties(fast_conv PROPERTIES LABELS unit TIMEOUT 600)

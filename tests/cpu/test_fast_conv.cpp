@@ -1,0 +1,439 @@
+// Fast convolution (cpu/fast/conv.cpp, oneDNN) vs its reference kernel (cpu/fast/conv_fuse.cpp:
+// the ONNX reference Conv + Add + the activation's formula, in NCHW), on many shapes: odd channel
+// counts and spatial sizes, strides, dilations, asymmetric and automatic padding, groups and
+// depthwise, with and without bias, with each fused post-op, in both layouts. Also the NHWC
+// pooling kernels, and the conv passes on resnet/mobilenet-like blocks through the Executor
+// (fast path vs pure reference run).
+//
+// Tolerance: |fast - reference| <= 1e-4 * max(1, max |reference|) per output tensor (fp32; the
+// two sum the products in different orders).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "cpu/executor.h"
+#include "cpu/fast/conv.h"
+
+using namespace opennpu;
+using namespace opennpu::cpu;
+
+namespace {
+
+Tensor random_tensor(Shape s, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  Tensor t(DType::Float32, std::move(s));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+  return t;
+}
+
+ir::Attribute ints(std::vector<int64_t> v) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::Ints;
+  a.ints = std::move(v);
+  return a;
+}
+ir::Attribute str(std::string s) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::String;
+  a.s = std::move(s);
+  return a;
+}
+ir::Attribute num(int64_t i) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::Int;
+  a.i = i;
+  return a;
+}
+ir::Attribute flt(float f) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::Float;
+  a.f = f;
+  return a;
+}
+
+// Max |a - b| relative to max(1, max |b|); +inf on a shape mismatch.
+double rel_err(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != DType::Float32 || b.dtype() != DType::Float32) return INFINITY;
+  double scale = 1, err = 0;
+  for (int64_t i = 0; i < b.numel(); ++i) scale = std::max(scale, (double)std::fabs(b.data<float>()[i]));
+  for (int64_t i = 0; i < b.numel(); ++i)
+    err = std::max(err, (double)std::fabs(a.data<float>()[i] - b.data<float>()[i]));
+  return err / scale;
+}
+constexpr double kTol = 1e-4;
+
+struct ConvCase {
+  int64_t N, C, H, W, M, KH, KW;
+  int64_t group = 1;
+  std::vector<int64_t> strides{1, 1}, dil{1, 1}, pads{0, 0, 0, 0};
+  std::string auto_pad = "NOTSET";
+  bool bias = true, sum = false;
+  std::string act;
+  float alpha = 0, beta = 0;
+};
+
+std::string describe(const ConvCase& c, bool nhwc) {
+  return fmt::format("N{} C{} {}x{} M{} k{}x{} g{} s{}x{} d{}x{} pads[{},{},{},{}] {} bias={} sum={} act='{}' {}", c.N,
+                     c.C, c.H, c.W, c.M, c.KH, c.KW, c.group, c.strides[0], c.strides[1], c.dil[0], c.dil[1], c.pads[0],
+                     c.pads[1], c.pads[2], c.pads[3], c.auto_pad, c.bias, c.sum, c.act, nhwc ? "NHWC" : "NCHW");
+}
+
+// Runs one FusedConv node through the fast kernel and the reference kernel; returns the error and
+// the fast kernel's name (empty when it declined at prepare).
+void check_conv(const ConvCase& c, bool nhwc, uint32_t seed) {
+  SCOPED_TRACE(describe(c, nhwc));
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.opsets[kCpuDomain] = 1;
+  ir::Graph& g = m.graph;
+  g.initializers["W"] = random_tensor({c.M, c.C / c.group, c.KH, c.KW}, seed);
+  if (c.bias) g.initializers["B"] = random_tensor({c.M}, seed + 1);
+  ir::Node n;
+  n.name = "conv";
+  n.op_type = "FusedConv";
+  n.domain = kCpuDomain;
+  n.inputs = {"X", "W", c.bias ? "B" : ""};
+  if (c.sum) n.inputs.push_back("Z");
+  n.outputs = {"Y"};
+  n.attrs["group"] = num(c.group);
+  n.attrs["strides"] = ints(c.strides);
+  n.attrs["dilations"] = ints(c.dil);
+  n.attrs["pads"] = ints(c.pads);
+  n.attrs["kernel_shape"] = ints({c.KH, c.KW});
+  n.attrs["auto_pad"] = str(c.auto_pad);
+  n.attrs["layout"] = str(nhwc ? "NHWC" : "NCHW");
+  n.attrs["onnx_opset"] = num(17);
+  if (!c.act.empty()) {
+    n.attrs["activation"] = str(c.act);
+    n.attrs["activation_alpha"] = flt(c.alpha);
+    n.attrs["activation_beta"] = flt(c.beta);
+  }
+  g.nodes.push_back(n);
+  Tensor x = random_tensor(nhwc ? Shape{c.N, c.H, c.W, c.C} : Shape{c.N, c.C, c.H, c.W}, seed + 2);
+  const Tensor& w = g.initializers["W"];
+  const Tensor* b = c.bias ? &g.initializers["B"] : nullptr;
+  // Reference first (also gives the output shape for Z).
+  KernelContext rc(g.nodes[0], {&x, &w, b}, 1, nullptr);
+  fused_conv_reference(rc);
+  Tensor z;
+  if (c.sum) {
+    z = random_tensor(rc.outputs()[0].shape(), seed + 3, -2.f, 2.f);
+    KernelContext rc2(g.nodes[0], {&x, &w, b, &z}, 1, nullptr);
+    fused_conv_reference(rc2);
+    rc.outputs()[0] = rc2.outputs()[0];
+  }
+  const Tensor& ref = rc.outputs()[0];
+
+  PrepareContext pc(m, g, g.nodes[0]);
+  std::string why;
+  auto k = fast_registry().prepare(pc, &why);
+  ASSERT_TRUE(k) << why;
+  EXPECT_EQ(k->name(), "onednn_conv");
+  std::vector<const Tensor*> ins{&x, &w, b};
+  if (c.sum) ins.push_back(&z);
+  KernelContext fc(g.nodes[0], ins, 1, nullptr);
+  k->run(fc);
+  EXPECT_LE(rel_err(fc.outputs()[0], ref), kTol);
+  EXPECT_GT(k->state_bytes(), 0u) << "the fast kernel fell back to the reference (no oneDNN primitive)";
+}
+
+std::vector<ConvCase> conv_cases() {
+  std::vector<ConvCase> v;
+  // Plain, odd sizes, 1x1, 3x3, 5x5, 7x7 stride 2 (resnet stem), rectangular kernels.
+  v.push_back({1, 3, 17, 13, 5, 3, 3});
+  v.push_back({2, 7, 9, 11, 13, 1, 1});
+  v.push_back({1, 16, 8, 8, 32, 1, 1});
+  v.push_back({1, 3, 31, 29, 64, 7, 7, 1, {2, 2}, {1, 1}, {3, 3, 3, 3}});
+  v.push_back({1, 5, 10, 12, 6, 5, 5, 1, {1, 1}, {1, 1}, {2, 2, 2, 2}});
+  v.push_back({1, 4, 9, 9, 3, 1, 3, 1, {1, 1}, {1, 1}, {0, 1, 0, 1}});
+  v.push_back({1, 33, 15, 15, 17, 3, 3, 1, {2, 2}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({1, 64, 14, 14, 128, 1, 1, 1, {2, 2}});                      // strided 1x1 (downsample)
+  v.push_back({1, 12, 13, 11, 10, 3, 3, 1, {3, 2}, {1, 1}, {0, 1, 2, 0}});  // asymmetric pads/strides
+  v.push_back({1, 8, 16, 16, 8, 3, 3, 1, {1, 1}, {2, 2}, {2, 2, 2, 2}});    // dilation 2
+  v.push_back({1, 6, 20, 17, 7, 3, 2, 1, {1, 1}, {3, 2}, {1, 0, 3, 2}});    // dilation 3x2, odd pads
+  // Auto pad.
+  for (const char* ap : {"SAME_UPPER", "SAME_LOWER", "VALID"}) {
+    ConvCase c{1, 5, 12, 11, 7, 4, 3, 1, {2, 2}};
+    c.auto_pad = ap;
+    v.push_back(c);
+  }
+  // Groups and depthwise (mobilenet: 3x3 stride 1/2, pad 1; odd channel counts).
+  v.push_back({1, 12, 10, 10, 18, 3, 3, 3, {1, 1}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({1, 8, 9, 7, 4, 3, 3, 2, {2, 1}, {1, 1}, {1, 0, 1, 2}});
+  v.push_back({1, 32, 28, 28, 32, 3, 3, 32, {1, 1}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({1, 24, 15, 15, 24, 3, 3, 24, {2, 2}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({1, 13, 11, 9, 13, 3, 3, 13, {1, 1}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({1, 10, 9, 9, 20, 3, 3, 10, {1, 1}, {1, 1}, {1, 1, 1, 1}});  // depth multiplier 2
+  v.push_back({2, 16, 12, 12, 16, 5, 5, 16, {1, 1}, {2, 2}, {4, 4, 4, 4}});
+  // Every case again without bias, and with each post-op / the residual sum.
+  const size_t base = v.size();
+  for (size_t i = 0; i < base; ++i) {
+    ConvCase c = v[i];
+    switch (i % 6) {
+      case 0: c.bias = false; break;
+      case 1: c.act = "Relu"; break;
+      case 2: c.act = "Clip", c.alpha = 0.f, c.beta = 0.5f; break;
+      case 3: c.sum = true; break;
+      case 4: c.sum = true, c.act = "Relu"; break;
+      case 5: c.act = i % 4 == 1 ? "Sigmoid" : (i % 4 == 3 ? "Tanh" : "LeakyRelu"), c.alpha = 0.1f, c.bias = i % 2; break;
+    }
+    v.push_back(c);
+  }
+  // Each activation and the sum at least once on a fixed shape.
+  for (const char* a : {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh"})
+    for (bool sum : {false, true}) {
+      ConvCase c{1, 9, 7, 8, 11, 3, 3, 1, {1, 1}, {1, 1}, {1, 1, 1, 1}};
+      c.act = a, c.sum = sum, c.alpha = std::string(a) == "Clip" ? -0.3f : 0.2f, c.beta = 0.7f;
+      v.push_back(c);
+    }
+  return v;
+}
+
+}  // namespace
+
+TEST(FastConv, MatchesReferenceNHWC) {
+  uint32_t seed = 1;
+  for (const auto& c : conv_cases()) check_conv(c, true, seed += 10);
+}
+
+TEST(FastConv, MatchesReferenceNCHW) {
+  uint32_t seed = 5;
+  for (const auto& c : conv_cases()) check_conv(c, false, seed += 10);
+}
+
+TEST(FastConv, DeclinesWhatItCannotRun) {
+  ir::Model m;
+  m.opsets[kCpuDomain] = 1;
+  ir::Graph& g = m.graph;
+  ir::Node n;
+  n.name = "conv";
+  n.op_type = "FusedConv";
+  n.domain = kCpuDomain;
+  n.inputs = {"X", "W"};  // W not a constant: declined
+  n.outputs = {"Y"};
+  g.nodes.push_back(n);
+  std::string why;
+  EXPECT_FALSE(fast_registry().prepare(PrepareContext(m, g, g.nodes[0]), &why));
+  EXPECT_NE(why.find("weights"), std::string::npos) << why;
+}
+
+// ---------------------------------------------------------------------------------------------
+// NHWC pooling vs its reference (the ONNX op in NCHW).
+
+namespace {
+
+void check_pool(const std::string& op, Shape x_nhwc, std::map<std::string, ir::Attribute> attrs, bool expect_fast,
+                uint32_t seed) {
+  SCOPED_TRACE(op + " " + shape_str(x_nhwc));
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.opsets[kCpuDomain] = 1;
+  ir::Node n;
+  n.name = "pool";
+  n.op_type = op;
+  n.domain = kCpuDomain;
+  n.inputs = {"X"};
+  n.outputs = {"Y"};
+  n.attrs = std::move(attrs);
+  n.attrs["layout"] = str("NHWC");
+  n.attrs["onnx_opset"] = num(17);
+  m.graph.nodes.push_back(n);
+  const ir::Node& node = m.graph.nodes[0];
+  Tensor x = random_tensor(x_nhwc, seed, -3.f, 3.f);
+  KernelContext rc(node, {&x}, 1, nullptr);
+  nhwc_pool_reference(rc);
+  std::string why;
+  auto k = fast_registry().prepare(PrepareContext(m, m.graph, node), &why);
+  if (!expect_fast) {
+    EXPECT_FALSE(k) << "expected a decline";
+    return;
+  }
+  ASSERT_TRUE(k) << why;
+  KernelContext fc(node, {&x}, 1, nullptr);
+  k->run(fc);
+  EXPECT_LE(rel_err(fc.outputs()[0], rc.outputs()[0]), kTol);
+}
+
+}  // namespace
+
+TEST(FastPool, MatchesReference) {
+  uint32_t s = 100;
+  check_pool("MaxPool", {1, 112, 112, 64}, {{"kernel_shape", ints({3, 3})}, {"strides", ints({2, 2})}, {"pads", ints({1, 1, 1, 1})}}, true, ++s);
+  check_pool("MaxPool", {2, 9, 11, 5}, {{"kernel_shape", ints({2, 3})}, {"strides", ints({1, 2})}, {"pads", ints({0, 1, 1, 0})}}, true, ++s);
+  check_pool("MaxPool", {1, 10, 10, 3}, {{"kernel_shape", ints({3, 3})}, {"auto_pad", str("SAME_UPPER")}, {"strides", ints({2, 2})}}, true, ++s);
+  check_pool("AveragePool", {1, 13, 7, 6}, {{"kernel_shape", ints({3, 3})}, {"pads", ints({1, 1, 1, 1})}}, true, ++s);
+  check_pool("AveragePool", {1, 13, 7, 6},
+             {{"kernel_shape", ints({3, 3})}, {"pads", ints({1, 1, 1, 1})}, {"count_include_pad", num(1)}}, true, ++s);
+  check_pool("GlobalAveragePool", {1, 7, 7, 37}, {}, true, ++s);
+  check_pool("GlobalAveragePool", {2, 1, 1, 5}, {}, true, ++s);
+  check_pool("GlobalMaxPool", {3, 5, 6, 17}, {}, true, ++s);
+  check_pool("MaxPool", {1, 9, 9, 4}, {{"kernel_shape", ints({2, 2})}, {"strides", ints({2, 2})}, {"ceil_mode", num(1)}}, false, ++s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The passes, through the Executor: fast path vs the pure reference run on the ONNX graph.
+
+namespace {
+
+ir::ValueInfo vi(const std::string& name, Shape shape) {
+  ir::ValueInfo v;
+  v.name = name;
+  v.dtype = DType::Float32;
+  v.has_shape = true;
+  for (auto d : shape) v.dims.push_back(ir::Dim{d, ""});
+  return v;
+}
+
+struct Builder {
+  ir::Model m;
+  uint32_t seed = 7;
+  Builder() { m.opsets[""] = 13; }
+  ir::Node& node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
+    ir::Node n;
+    n.name = op + "_" + out[0];
+    n.op_type = op;
+    n.inputs = std::move(in);
+    n.outputs = std::move(out);
+    m.graph.nodes.push_back(n);
+    return m.graph.nodes.back();
+  }
+  void conv(const std::string& x, const std::string& y, int64_t C, int64_t M, int64_t k, int64_t stride, int64_t group = 1) {
+    const std::string w = y + "_W", b = y + "_B";
+    m.graph.initializers[w] = random_tensor({M, C / group, k, k}, ++seed, -0.3f, 0.3f);
+    m.graph.initializers[b] = random_tensor({M}, ++seed, -0.1f, 0.1f);
+    auto& n = node("Conv", {x, w, b}, {y});
+    n.attrs["strides"] = ints({stride, stride});
+    n.attrs["pads"] = ints({k / 2, k / 2, k / 2, k / 2});
+    n.attrs["group"] = num(group);
+  }
+  void clip6(const std::string& x, const std::string& y) {
+    m.graph.initializers[y + "_lo"] = Tensor::scalar_f32(0.f);
+    m.graph.initializers[y + "_hi"] = Tensor::scalar_f32(6.f);
+    node("Clip", {x, y + "_lo", y + "_hi"}, {y});
+  }
+};
+
+void expect_fast_equals_reference(const ir::Model& m, const std::map<std::string, Tensor>& feeds, const std::string& what) {
+  Executor ref(m, RunOptions{.fast = false});
+  Executor fast(m);
+  auto r = ref.run(feeds);
+  auto f = fast.run(feeds);
+  auto f2 = fast.run(feeds);  // cached primitives, recycled buffers
+  ASSERT_EQ(r.size(), f.size());
+  for (const auto& [name, t] : r) {
+    SCOPED_TRACE(what + ": output " + name);
+    EXPECT_LE(rel_err(f.at(name), t), kTol);
+    EXPECT_LE(rel_err(f2.at(name), t), kTol);
+  }
+}
+
+int count_impl(const Executor& ex, const std::string& impl) {
+  int n = 0;
+  for (const auto& i : ex.implementations()) n += i.impl == impl;
+  return n;
+}
+
+}  // namespace
+
+// ResNet-like: stem conv + relu, max pool, a bottleneck with a projection shortcut and one with
+// an identity shortcut (Add + Relu), global average pool, flatten, gemm.
+TEST(ConvPasses, ResNetBlockFusesAndMatches) {
+  Builder b;
+  auto& g = b.m.graph;
+  g.inputs.push_back(vi("x", {1, 3, 32, 32}));
+  g.outputs.push_back(vi("y", {1, 10}));
+  b.conv("x", "c0", 3, 16, 7, 2);
+  b.node("Relu", {"c0"}, {"r0"});
+  auto& mp = b.node("MaxPool", {"r0"}, {"p0"});
+  mp.attrs["kernel_shape"] = ints({3, 3});
+  mp.attrs["strides"] = ints({2, 2});
+  mp.attrs["pads"] = ints({1, 1, 1, 1});
+  // Bottleneck 1 (projection shortcut).
+  b.conv("p0", "a1", 16, 8, 1, 1);
+  b.node("Relu", {"a1"}, {"a1r"});
+  b.conv("a1r", "a2", 8, 8, 3, 1);
+  b.node("Relu", {"a2"}, {"a2r"});
+  b.conv("a2r", "a3", 8, 32, 1, 1);
+  b.conv("p0", "sc", 16, 32, 1, 1);
+  b.node("Add", {"a3", "sc"}, {"s1"});
+  b.node("Relu", {"s1"}, {"o1"});
+  // Bottleneck 2 (identity shortcut, Add operands the other way round).
+  b.conv("o1", "b1", 32, 8, 1, 1);
+  b.node("Relu", {"b1"}, {"b1r"});
+  b.conv("b1r", "b2", 8, 8, 3, 2 - 1);
+  b.node("Relu", {"b2"}, {"b2r"});
+  b.conv("b2r", "b3", 8, 32, 1, 1);
+  b.node("Add", {"o1", "b3"}, {"s2"});
+  b.node("Relu", {"s2"}, {"o2"});
+  b.node("GlobalAveragePool", {"o2"}, {"gap"});
+  b.node("Flatten", {"gap"}, {"flat"});
+  g.initializers["fc_W"] = random_tensor({10, 32}, 99);
+  auto& gemm = b.node("Gemm", {"flat", "fc_W"}, {"y"});
+  gemm.attrs["transB"] = num(1);
+
+  std::map<std::string, Tensor> feeds{{"x", random_tensor({1, 3, 32, 32}, 5)}};
+  expect_fast_equals_reference(b.m, feeds, "resnet block");
+  Executor ex(b.m);
+  std::map<std::string, int> applied(ex.passes_applied().begin(), ex.passes_applied().end());
+  EXPECT_EQ(applied["fuse_conv_activation"], 8);
+  EXPECT_GE(applied["conv_layout_nhwc"], 8 + 2);  // 8 convs + max pool + global average pool
+  int fused = 0, adds = 0, relus = 0, transposes = 0;
+  for (const auto& n : ex.executed_model().graph.nodes) {
+    fused += n.op_type == "FusedConv";
+    adds += n.op_type == "Add";
+    relus += n.op_type == "Relu";
+    transposes += n.op_type == "Transpose";
+  }
+  EXPECT_EQ(fused, 8);
+  EXPECT_EQ(adds, 0) << "both residual Adds fused (sum post-op)";
+  EXPECT_EQ(relus, 0) << "every Relu fused";
+  EXPECT_EQ(transposes, 2) << "NHWC from the input to the global pool: one transpose in, one out";
+  EXPECT_EQ(count_impl(ex, "onednn_conv"), 8);
+  EXPECT_EQ(count_impl(ex, "onednn_pool"), 2);
+}
+
+// MobileNetV2-like: conv + Clip(0, 6), depthwise + Clip, projection conv + residual Add without
+// activation; an intermediate that is also a graph output (must stay observable, unfused).
+TEST(ConvPasses, MobileNetBlockFusesAndMatches) {
+  Builder b;
+  auto& g = b.m.graph;
+  g.inputs.push_back(vi("x", {1, 8, 15, 15}));
+  g.outputs.push_back(vi("y", {1, 8, 15, 15}));
+  g.outputs.push_back(vi("e", {1, 24, 15, 15}));
+  b.conv("x", "e", 8, 24, 1, 1);  // also a graph output: Clip is not fused into it
+  b.clip6("e", "er");
+  b.conv("er", "d", 24, 24, 3, 1, 24);
+  b.clip6("d", "dr");
+  b.conv("dr", "p", 24, 8, 1, 1);
+  b.node("Add", {"x", "p"}, {"y"});
+  std::map<std::string, Tensor> feeds{{"x", random_tensor({1, 8, 15, 15}, 6, -2.f, 2.f)}};
+  expect_fast_equals_reference(b.m, feeds, "mobilenet block");
+  Executor ex(b.m);
+  int fused = 0, clips = 0, adds = 0;
+  for (const auto& n : ex.executed_model().graph.nodes) {
+    fused += n.op_type == "FusedConv";
+    clips += n.op_type == "Clip";
+    adds += n.op_type == "Add";
+  }
+  EXPECT_EQ(fused, 3);
+  EXPECT_EQ(clips, 1) << "the Clip after the graph-output conv stays (in NHWC)";
+  EXPECT_EQ(adds, 0);
+  EXPECT_EQ(count_impl(ex, "onednn_conv"), 3);
+}
+
+// A broadcasting Add (Z is a per-channel [C,1,1] constant) is not a residual: never a sum post-op
+// with a wrong shape; results stay right.
+TEST(ConvPasses, BroadcastAddStaysCorrect) {
+  Builder b;
+  auto& g = b.m.graph;
+  g.inputs.push_back(vi("x", {1, 4, 9, 9}));
+  g.outputs.push_back(vi("y", {1, 6, 9, 9}));
+  b.conv("x", "c", 4, 6, 3, 1);
+  g.initializers["k"] = random_tensor({6, 1, 1}, 3);
+  b.node("Add", {"c", "k"}, {"a"});
+  b.node("Relu", {"a"}, {"y"});
+  expect_fast_equals_reference(b.m, {{"x", random_tensor({1, 4, 9, 9}, 8)}}, "broadcast add");
+}
