@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -27,6 +28,9 @@ std::string trim(std::string s) {
 std::string dict_value(const std::string& h, const std::string& k, const std::string& what) {
   auto p = h.find("'" + k + "'");
   if (p == std::string::npos) throw Error(fmt::format("{}: .npy header has no '{}' key", what, k));
+  // numpy would take the last of two equal keys; refuse rather than read the file another way.
+  if (h.find("'" + k + "'", p + 1) != std::string::npos)
+    throw Error(fmt::format("{}: .npy header has the '{}' key twice", what, k));
   p = h.find(':', p);
   if (p == std::string::npos) throw Error(fmt::format("{}: malformed .npy header", what));
   ++p;
@@ -112,6 +116,11 @@ Tensor parse_npy(const std::string& b, const std::string& what) {
 }
 
 Tensor read_npy(const std::string& path) {
+  // Only regular files: a directory or /proc file would report a bogus size, and opening a FIFO
+  // would block until someone writes to it.
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw Error(fmt::format("{}: not a regular file", path));
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(fmt::format("{}: cannot open file", path));
   f.seekg(0, std::ios::end);

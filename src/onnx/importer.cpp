@@ -8,6 +8,8 @@
 #include <functional>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <set>
 
 #include <fmt/format.h>
 #include <google/protobuf/io/coded_stream.h>
@@ -33,7 +35,8 @@ struct Ctx {
 
 std::string read_file_limited(const std::string& path, uint64_t limit) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw Error(fmt::format("{}: no such file", path));
+  if (!fs::is_regular_file(path, ec))
+    throw Error(fmt::format("{}: {}", path, fs::exists(path, ec) ? "not a regular file" : "no such file"));
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(fmt::format("{}: cannot open file", path));
   f.seekg(0, std::ios::end);
@@ -379,12 +382,33 @@ ir::Graph convert_graph(const Ctx& c, const onnx::GraphProto& gp, int depth) {
 
 // libonnx's shape inference is a helper, not a shield: onnx 1.12 dies with SIGFPE on a Conv with
 // stride 0, for instance. Only hand it graphs whose attributes pass these sanity checks.
-bool safe_for_onnx_inference(const onnx::GraphProto& g, int depth) {
+bool safe_for_onnx_inference(const onnx::GraphProto& g, const std::map<std::string, int>& opsets, int depth,
+                             std::set<std::string> defined = {}) {
   if (depth > 64) return false;
+  // ONNX's inference also assumes every input is typed by the time its node is reached (Shape-15
+  // dereferences the missing type of an undefined input): require graph order with every value
+  // defined first (by an input, an initializer, an earlier node or an enclosing graph).
+  for (const auto& v : g.input()) defined.insert(v.name());
+  for (const auto& t : g.initializer()) defined.insert(t.name());
+  for (const auto& t : g.sparse_initializer()) defined.insert(t.values().name());
   for (const auto& n : g.node()) {
+    for (const auto& in : n.input())
+      if (!in.empty() && !defined.count(in)) return false;
+    // ONNX's inference functions assume nodes its checker accepted: Scan-9's dereferences a
+    // missing num_scan_inputs attribute (a SIGSEGV found by fuzz/fuzz_onnx). Verify each node
+    // against its schema first; a node that fails is left to the importer's own validation.
+    const std::string dom = n.domain() == "ai.onnx" ? "" : n.domain();
+    auto ov = opsets.find(dom);
+    if (const auto* schema = onnx::OpSchemaRegistry::Schema(n.op_type(), ov == opsets.end() ? 1 : ov->second, dom)) {
+      try {
+        schema->Verify(n);
+      } catch (const std::exception&) {
+        return false;
+      }
+    }
     for (const auto& a : n.attribute()) {
-      if (a.has_g() && !safe_for_onnx_inference(a.g(), depth + 1)) return false;
-      for (const auto& sg : a.graphs()) if (!safe_for_onnx_inference(sg, depth + 1)) return false;
+      if (a.has_g() && !safe_for_onnx_inference(a.g(), opsets, depth + 1, defined)) return false;
+      for (const auto& sg : a.graphs()) if (!safe_for_onnx_inference(sg, opsets, depth + 1, defined)) return false;
       const std::string& an = a.name();
       if (an == "strides" || an == "dilations" || an == "kernel_shape")
         for (auto v : a.ints()) if (v <= 0 || v > (1 << 20)) return false;
@@ -393,6 +417,7 @@ bool safe_for_onnx_inference(const onnx::GraphProto& g, int depth) {
       if ((an == "group" || an == "blocksize") && (a.i() <= 0 || a.i() > (1 << 20))) return false;
       if (an == "axis" && (a.i() < -64 || a.i() > 64)) return false;
     }
+    for (const auto& out : n.output()) defined.insert(out);
   }
   return true;
 }
@@ -409,7 +434,11 @@ void infer_shapes(onnx::ModelProto& mp, const ImportOptions& opts) {
       if (it != opts.dims.end()) d.set_dim_value(it->second);
     }
   }
-  if (!safe_for_onnx_inference(mp.graph(), 0)) return;
+  std::map<std::string, int> opsets;
+  for (const auto& os : mp.opset_import())
+    opsets[os.domain() == "ai.onnx" ? "" : os.domain()] = static_cast<int>(os.version());
+  if (mp.opset_import_size() == 0) opsets[""] = 1;
+  if (!safe_for_onnx_inference(mp.graph(), opsets, 0)) return;
   try {
     onnx::ShapeInferenceOptions o(false, 0, true);
     onnx::shape_inference::InferShapes(mp, onnx::OpSchemaRegistry::Instance(), o);
@@ -475,7 +504,8 @@ ir::Model parse_model(const std::string& bytes, const std::string& base_dir, con
 
 ir::Model load_model(const std::string& path, const ImportOptions& opts) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw Error(fmt::format("{}: no such file", path));
+  if (!fs::is_regular_file(path, ec))
+    throw Error(fmt::format("{}: {}", path, fs::exists(path, ec) ? "not a regular file" : "no such file"));
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(fmt::format("{}: cannot open file", path));
   google::protobuf::io::FileInputStream fis(fd);
