@@ -283,8 +283,8 @@ def main():
         "an intermediate tensor larger than --max-memory is refused before it is allocated")
 
     # --- structure ---
-    add("nested_1000", save_model("nested_1000", nested_if(1000), cmd="info"), "nested",
-        "subgraphs nested 1000 deep are refused (no stack overflow)")
+    add("nested_3000", save_model("nested_3000", nested_if(3000), cmd="info"), "nested",
+        "subgraphs nested 3000 deep are refused (no stack overflow)")
     add("nested_100", save_model("nested_100", nested_if(100), cmd="info"), "nested more than",
         "subgraphs nested 100 deep (within protobuf's recursion limit) are refused by the importer's depth limit")
     add("attr_wrong_type", save_model("attr_wrong_type", model(
@@ -392,6 +392,19 @@ def main():
     npy_case("npy_garbage", rng.integers(0, 256, 300, dtype=np.uint8).tobytes(), "not a .npy",
              "garbage is refused as not a .npy file")
     npy_case("npy_bad_dtype", good_x.replace(b"'<f4'", b"'<c8'"), "dtype", "an unsupported .npy dtype is named")
+    dup = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 4, 4), 'descr': '<f8', }\n"
+    npy_case("npy_duplicate_key", b"\x93NUMPY\x01\x00" + len(dup).to_bytes(2, "little") + dup + bytes(192), "twice",
+             "a header with a key twice is refused (numpy would read the last, a naive parser the first)")
+    d = case_dir("not_regular")
+    fifo = os.path.join(d, "fifo")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo)
+    add("input_is_directory", ["run", ident, "--input", f"x={d}"], "not a regular file",
+        "a directory given as an input is named as such (not 'larger than the memory limit')")
+    add("input_fifo", ["run", ident, "--input", f"x={fifo}"], "not a regular file",
+        "a FIFO given as an input is refused without opening it (opening would block forever)")
+    add("model_is_directory", ["info", d], "not a regular file", "a directory given as the model is named as such")
+    add("model_fifo", ["info", fifo], "not a regular file", "a FIFO given as the model is refused without blocking")
     add("missing_input", ["run", ident], "x: float32 [1,3,4,4]", "running without a required input lists the expected inputs")
     add("unknown_input", ["run", ident, "--input", f"x={x_path}", "--input", f"nope={x_path}"], "'nope' is not an input",
         "an input name the model does not have is refused, listing the expected ones")
