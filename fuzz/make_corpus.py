@@ -5,12 +5,14 @@
 
 OUT_DIR/onnx   small models made with onnx.helper (MatMul, Conv, If/Loop subgraphs, symbolic dims,
                external data), a sample of the ONNX node-test models from libonnx-testdata and
-               models/small_cnn.onnx when it has been exported
+               models/small_cnn.onnx when it has been exported, and the crash regressions of
+               fuzz/regressions.py
 OUT_DIR/npy    arrays written with numpy: every dtype opennpu reads, 0-d, empty, large headers
                (format 2.0), Fortran order
 OUT_DIR/hw     the hardware presets hw/*.toml
 OUT_DIR/cache  compiled-model cache files written by OPENNPU_CLI (`opennpu run`, CPU and NPU
-               loads) behind each of fuzz_cache's mode bytes (see fuzz/fuzz_cache.cpp)
+               loads) behind each of fuzz_cache's mode bytes (see fuzz/fuzz_cache.cpp), and a
+               few models behind mode 4 (external_files)
 """
 import glob
 import io
@@ -73,6 +75,11 @@ def onnx_seeds():
     for i, p in enumerate(sorted(glob.glob(os.path.join(TESTDATA, "*", "model.onnx")))):
         if i % 6 == 0:
             blobs["node_" + os.path.basename(os.path.dirname(p))] = open(p, "rb").read()
+    # Inputs that crashed before (fuzz/regressions.py), so fuzz_seeds replays them under ASan.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import regressions
+    for name, m in regressions.cases():
+        blobs["regression_" + name] = m.SerializeToString()
     cnn = os.path.join(ROOT, "models", "small_cnn.onnx")
     if os.path.exists(cnn):
         blobs["small_cnn"] = open(cnn, "rb").read()
@@ -126,9 +133,11 @@ def cache_seeds(cli, onnx_blobs):
     seeds = {}
     for k, blob in out.items():
         npu = not k.endswith("_cpu")
-        modes = [0, 2, 6] if npu else [0, 1]  # see fuzz_cache.cpp: 2 -> 1 core, 6 -> 2 cores
+        modes = [0, 2, 7] if npu else [0, 1]  # see fuzz_cache.cpp: 2 -> 1 core, 7 -> 2 cores
         for mode in modes:
             seeds["%s_mode%d" % (k, mode)] = bytes([mode]) + blob
+    for k in ("external", "mlp", "if"):  # mode 4: external_files over model bytes
+        seeds["onnx_%s_mode4" % k] = bytes([4]) + onnx_blobs[k]
     return seeds
 
 
