@@ -92,6 +92,7 @@ void add_model_commands(CLI::App& app) {
     uint64_t seed = 0;
     std::string compare;      // bench --compare OTHER.onnx (tools/cmd_quantize.cpp)
     int compare_samples = 8;
+    std::string compare_html;
   };
   auto o = std::make_shared<Opts>();
 
@@ -143,10 +144,11 @@ void add_model_commands(CLI::App& app) {
   bench->add_flag("--json", o->json_out, "Print one JSON object");
   bench->add_option("--compare", o->compare, "A second model (e.g. its int8 quantization) shown side by side: accuracy, latency, energy, size");
   bench->add_option("--compare-samples", o->compare_samples, "--compare: seeded inputs for the accuracy figures (default 8)");
+  bench->add_option("--compare-html", o->compare_html, "--compare: also write the side-by-side HTML page here");
   bench->callback([o] {
     if (!o->compare.empty()) {
       bench_compare({o->model, o->compare, o->hw, o->device, parse_dims(o->dims), o->threads, o->runs, o->warmup,
-                     o->compare_samples, o->seed, o->json_out});
+                     o->compare_samples, o->seed, o->json_out, o->compare_html});
       throw CommandDone{0};
     }
     if (o->runs < 1) throw Error("--runs must be at least 1");

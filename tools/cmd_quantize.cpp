@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -13,6 +14,7 @@
 #include "opennpu/runtime.h"
 #include "quant/quantize.h"
 #include "runtime/model_impl.h"
+#include "runtime/report.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
 
@@ -103,6 +105,12 @@ void bench_compare(const BenchCompareArgs& a) {
                                  {"npu_latency", ratio(base, cmp, "npu_latency_ms")},
                                  {"npu_energy", ratio(base, cmp, "npu_energy_mj")},
                                  {"file_size", ratio(base, cmp, "file_mb")}}}};
+  if (!a.html.empty()) {
+    std::ofstream f(a.html, std::ios::binary | std::ios::trunc);
+    f << report::compare_html(j);
+    if (!f) throw Error(fmt::format("cannot write {}", a.html));
+    j["html"] = a.html;
+  }
   if (a.json_out) {
     std::cout << j.dump(2) << "\n";
     return;

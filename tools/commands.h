@@ -29,5 +29,6 @@ struct BenchCompareArgs {
   int threads = 0, runs = 20, warmup = 3, compare_samples = 8;
   uint64_t seed = 0;
   bool json_out = false;
+  std::string html;  // --compare-html FILE
 };
 void bench_compare(const BenchCompareArgs& a);

@@ -94,4 +94,8 @@ nlohmann::json summary_json(const Profile& p);
 // Escapes &, <, >, " and ' for HTML text and attribute values.
 std::string html_escape(const std::string& s);
 
+// The HTML page of `bench A --compare B --compare-html FILE` (runtime/report_compare.cpp), built
+// from the JSON object that command prints: accuracy, then latency/energy/size side by side.
+std::string compare_html(const nlohmann::json& compare);
+
 }  // namespace opennpu::report
