@@ -13,6 +13,7 @@
 #include <cstring>
 #include <random>
 
+#include "core/parallel.h"
 #include "cpu/executor.h"
 #include "cpu/fast/conv.h"
 
@@ -194,9 +195,16 @@ std::vector<ConvCase> conv_cases() {
 
 }  // namespace
 
+// NHWC runs one primitive per chunk of output rows per thread: 1 thread (one chunk) and 3 threads
+// (chunks with top padding, none, bottom padding; more threads than some outputs have rows).
 TEST(FastConv, MatchesReferenceNHWC) {
-  uint32_t seed = 1;
-  for (const auto& c : conv_cases()) check_conv(c, true, seed += 10);
+  for (int threads : {1, 3}) {
+    SCOPED_TRACE(fmt::format("{} threads", threads));
+    set_num_threads(threads);
+    uint32_t seed = 1;
+    for (const auto& c : conv_cases()) check_conv(c, true, seed += 10);
+  }
+  set_num_threads(0);
 }
 
 TEST(FastConv, MatchesReferenceNCHW) {

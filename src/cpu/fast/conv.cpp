@@ -55,8 +55,6 @@ ThreadState& thread_state() {
   return s;
 }
 
-void set_omp_threads() { omp_set_num_threads(in_parallel_region() ? 1 : num_threads()); }
-
 bool is_reference_impl(const char* impl) { return impl && std::strncmp(impl, "ref", 3) == 0; }
 
 // Begin/end padding and output extent of one spatial dim, as ONNX Conv/pooling define them.
@@ -88,13 +86,21 @@ const KernelDef* reference_of(const PrepareContext& pc) {
 
 class FastConv final : public PreparedKernel {
  public:
+  // One primitive per chunk of output rows (NHWC: each chunk reads and writes contiguous rows of
+  // one image; NCHW: one chunk, the whole batch).
+  struct Chunk {
+    dnnl::convolution_forward prim;
+    memory::desc src, dst, scratch_desc;
+    std::shared_ptr<memory> weights;
+    size_t scratch = 0;
+    int64_t in_row = 0, out_row = 0;  // first input / output row of the chunk
+  };
   struct Plan {
     bool ok = false;
     Shape y_shape;
-    dnnl::convolution_forward prim;
-    memory::desc src, dst, bias, scratch_desc;
-    std::shared_ptr<memory> weights;
-    size_t scratch = 0;
+    memory::desc bias;
+    std::vector<Chunk> chunks;
+    int64_t x_image = 0, y_image = 0, x_row = 0, y_row = 0;  // element strides (NHWC chunks)
   };
 
   FastConv(const PrepareContext& pc, KernelFn ref) : ref_(ref) {
@@ -148,7 +154,8 @@ class FastConv final : public PreparedKernel {
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
     if (x.dtype() != DType::Float32 || x.rank() != 4 || x.dim(0) == 0) return ref_(ctx);
-    std::shared_ptr<const Plan> p = plan(x.shape());
+    const int threads = in_parallel_region() ? 1 : num_threads();
+    std::shared_ptr<const Plan> p = plan(x.shape(), threads);
     if (!p->ok) return ref_(ctx);
     Tensor* y = nullptr;
     if (has_sum_) {
@@ -163,52 +170,101 @@ class FastConv final : public PreparedKernel {
     } else {
       y = &ctx.alloc_output(0, DType::Float32, p->y_shape, KernelContext::Init::Uninit);
     }
-    ThreadState& ts = thread_state();
-    memory src(p->src, engine(), const_cast<void*>(x.raw()));
-    memory dst(p->dst, engine(), y->raw());
-    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, *p->weights}, {DNNL_ARG_DST, dst}};
-    if (!B_.empty_value()) args.emplace(DNNL_ARG_BIAS, memory(p->bias, engine(), const_cast<void*>(B_.raw())));
-    if (p->scratch) args.emplace(DNNL_ARG_SCRATCHPAD, memory(p->scratch_desc, engine(), ts.scratchpad(p->scratch)));
-    set_omp_threads();
-    p->prim.execute(ts.stream, args);
-    ts.stream.wait();
+    const float* xp = x.data<float>();
+    float* yp = y->data<float>();
+    const float* bp = B_.empty_value() ? nullptr : B_.data<float>();
+    const int64_t nc = static_cast<int64_t>(p->chunks.size());
+    auto exec = [&](int64_t i, int omp_threads) {
+      const Chunk& c = p->chunks[static_cast<size_t>(i % nc)];
+      const int64_t n = i / nc;
+      ThreadState& ts = thread_state();
+      memory src(c.src, engine(), const_cast<float*>(xp + n * p->x_image + c.in_row * p->x_row));
+      memory dst(c.dst, engine(), yp + n * p->y_image + c.out_row * p->y_row);
+      std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, *c.weights}, {DNNL_ARG_DST, dst}};
+      if (bp) args.emplace(DNNL_ARG_BIAS, memory(p->bias, engine(), const_cast<float*>(bp)));
+      if (c.scratch) args.emplace(DNNL_ARG_SCRATCHPAD, memory(c.scratch_desc, engine(), ts.scratchpad(c.scratch)));
+      omp_set_num_threads(omp_threads);
+      c.prim.execute(ts.stream, args);
+      ts.stream.wait();
+    };
+    if (!nhwc_) return exec(0, threads);  // NCHW: one primitive over the batch, oneDNN's threads
+    const int64_t tasks = x.dim(0) * nc;
+    if (tasks == 1 || threads == 1) {
+      for (int64_t i = 0; i < tasks; ++i) exec(i, 1);
+      return;
+    }
+    parallel_for(tasks, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) exec(i, 1);
+    });
   }
 
  private:
-  std::shared_ptr<const Plan> plan(const Shape& xs) const {
+  std::shared_ptr<const Plan> plan(const Shape& xs, int threads) const {
     std::lock_guard<std::mutex> lk(mu_);
-    if (auto it = plans_.find(xs); it != plans_.end()) return it->second;
+    auto key = std::make_pair(xs, nhwc_ ? threads : 0);
+    if (auto it = plans_.find(key); it != plans_.end()) return it->second;
     auto p = std::make_shared<Plan>();
     try {
-      build(xs, *p);
+      build(xs, threads, *p);
     } catch (const dnnl::error&) {
       p->ok = false;
     }
-    plans_[xs] = p;
+    plans_[key] = p;
     return p;
   }
 
-  void build(const Shape& xs, Plan& p) const {
+  void build(const Shape& xs, int threads, Plan& p) const {
     const int64_t N = xs[0], C = nhwc_ ? xs[3] : xs[1], H = nhwc_ ? xs[1] : xs[2], Wd = nhwc_ ? xs[2] : xs[3];
     const int64_t M = W_.dim(0), Cg = W_.dim(1), KH = W_.dim(2), KW = W_.dim(3), G = group_;
     if (G < 1 || C != Cg * G || M % G != 0) return;
     int64_t pt = pads_[0], pl = pads_[1], pb = pads_[2], pr = pads_[3], OH = 0, OW = 0;
     if (!spatial(auto_pad_, H, KH, strides_[0], dil_[0], pt, pb, OH)) return;
     if (!spatial(auto_pad_, Wd, KW, strides_[1], dil_[1], pl, pr, OW)) return;
-    const tag act_tag = nhwc_ ? tag::nhwc : tag::nchw;
-    p.src = memory::desc({N, C, H, Wd}, ddt::f32, act_tag);
-    p.dst = memory::desc({N, M, OH, OW}, ddt::f32, act_tag);
     const dims wdims = G == 1 ? dims{M, C, KH, KW} : dims{G, M / G, Cg, KH, KW};
-    memory::desc wany(wdims, ddt::f32, tag::any);
     p.bias = memory::desc({M}, ddt::f32, tag::x);
-    const dims st{strides_[0], strides_[1]}, dl{dil_[0] - 1, dil_[1] - 1}, padl{pt, pl}, padr{pb, pr};
-    auto d = B_.empty_value()
-                 ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                   p.src, wany, p.dst, st, dl, padl, padr)
-                 : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                   p.src, wany, p.bias, p.dst, st, dl, padl, padr);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    // Output rows split into one chunk per thread (NHWC), each its own primitive whose padding is
+    // the part of the conv's padding its rows see.
+    const int64_t ek = (KH - 1) * dil_[0] + 1;
+    const int64_t T = nhwc_ ? std::max<int64_t>(1, std::min<int64_t>(threads, OH)) : 1;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t r0 = OH * t / T, r1 = OH * (t + 1) / T;
+      if (r1 == r0) continue;
+      int64_t lo = nhwc_ ? r0 * strides_[0] - pt : -pt, hi = nhwc_ ? (r1 - 1) * strides_[0] - pt + ek : H + pb;
+      const int64_t ptc = std::max<int64_t>(0, -lo), pbc = std::max<int64_t>(0, hi - H);
+      lo = std::max<int64_t>(lo, 0);
+      hi = std::min<int64_t>(hi, H);
+      if (hi - lo < 1) return;  // rows entirely in the padding: leave it to the reference
+      Chunk c;
+      c.in_row = lo;
+      c.out_row = r0;
+      const int64_t n = nhwc_ ? 1 : N;
+      c.src = memory::desc({n, C, hi - lo, Wd}, ddt::f32, nhwc_ ? tag::nhwc : tag::nchw);
+      c.dst = memory::desc({n, M, r1 - r0, OW}, ddt::f32, nhwc_ ? tag::nhwc : tag::nchw);
+      memory::desc wany(wdims, ddt::f32, tag::any);
+      const dims st{strides_[0], strides_[1]}, dl{dil_[0] - 1, dil_[1] - 1}, padl{ptc, pl}, padr{pbc, pr};
+      const auto prop = dnnl::prop_kind::forward_inference;
+      const auto alg = dnnl::algorithm::convolution_direct;
+      auto d = B_.empty_value() ? dnnl::convolution_forward::desc(prop, alg, c.src, wany, c.dst, st, dl, padl, padr)
+                                : dnnl::convolution_forward::desc(prop, alg, c.src, wany, p.bias, c.dst, st, dl, padl, padr);
+      dnnl::convolution_forward::primitive_desc pd(d, attr(), engine());
+      if (is_reference_impl(pd.impl_info_str())) return;  // slower than our reference; let it run
+      c.prim = dnnl::convolution_forward(pd);
+      c.scratch_desc = pd.scratchpad_desc();
+      c.scratch = c.scratch_desc.get_size();
+      c.weights = weights_for(pd.weights_desc(), wdims, G);
+      p.chunks.push_back(std::move(c));
+    }
+    p.x_image = H * Wd * C;
+    p.y_image = OH * OW * M;
+    p.x_row = Wd * C;
+    p.y_row = OW * M;
+    p.y_shape = nhwc_ ? Shape{N, OH, OW, M} : Shape{N, M, OH, OW};
+    p.ok = true;
+  }
+
+  dnnl::primitive_attr attr() const {
+    dnnl::primitive_attr a;
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     dnnl::post_ops po;
     if (has_sum_) po.append_sum(1.f);
     if (act_ == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
@@ -216,29 +272,23 @@ class FastConv final : public PreparedKernel {
     else if (act_ == "Clip") po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, alpha_, beta_);
     else if (act_ == "Sigmoid") po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f);
     else if (act_ == "Tanh") po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f);
-    attr.set_post_ops(po);
-    dnnl::convolution_forward::primitive_desc pd(d, attr, engine());
-    if (is_reference_impl(pd.impl_info_str())) return;  // slower than our reference; let it run
-    p.prim = dnnl::convolution_forward(pd);
-    p.scratch = pd.scratchpad_desc().get_size();
-    p.scratch_desc = pd.scratchpad_desc();
-    // Weights in the layout this primitive wants, reordered once per layout.
-    const memory::desc wd = pd.weights_desc();
+    a.set_post_ops(po);
+    return a;
+  }
+
+  // The weights in layout wd, reordered once per layout (callers hold mu_).
+  std::shared_ptr<memory> weights_for(const memory::desc& wd, const dims& wdims, int64_t G) const {
     for (const auto& [desc, mem] : weights_)
-      if (desc == wd) p.weights = mem;
-    if (!p.weights) {
-      auto mem = std::make_shared<memory>(wd, engine());
-      memory::desc plain(wdims, ddt::f32, G == 1 ? tag::oihw : tag::goihw);
-      memory src(plain, engine(), const_cast<void*>(W_.raw()));
-      omp_set_num_threads(1);
-      dnnl::stream s(engine());
-      dnnl::reorder(src, *mem).execute(s, src, *mem);
-      s.wait();
-      weights_.emplace_back(wd, mem);
-      p.weights = mem;
-    }
-    p.y_shape = nhwc_ ? Shape{N, OH, OW, M} : Shape{N, M, OH, OW};
-    p.ok = true;
+      if (desc == wd) return mem;
+    auto mem = std::make_shared<memory>(wd, engine());
+    memory::desc plain(wdims, ddt::f32, G == 1 ? tag::oihw : tag::goihw);
+    memory src(plain, engine(), const_cast<void*>(W_.raw()));
+    omp_set_num_threads(1);
+    dnnl::stream s(engine());
+    dnnl::reorder(src, *mem).execute(s, src, *mem);
+    s.wait();
+    weights_.emplace_back(wd, mem);
+    return mem;
   }
 
   KernelFn ref_;
@@ -249,7 +299,7 @@ class FastConv final : public PreparedKernel {
   std::vector<int64_t> strides_, dil_, pads_;
   float alpha_ = 0, beta_ = 0;
   mutable std::mutex mu_;
-  mutable std::map<Shape, std::shared_ptr<const Plan>> plans_;
+  mutable std::map<std::pair<Shape, int>, std::shared_ptr<const Plan>> plans_;
   mutable std::vector<std::pair<memory::desc, std::shared_ptr<memory>>> weights_;
 };
 
@@ -309,7 +359,7 @@ class FastPool final : public PreparedKernel {
     memory dst(p->dst, engine(), y.raw());
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
     if (p->scratch) args.emplace(DNNL_ARG_SCRATCHPAD, memory(p->scratch_desc, engine(), ts.scratchpad(p->scratch)));
-    set_omp_threads();
+    omp_set_num_threads(1);  // small next to the convs; OpenMP barriers cost more than they save
     p->prim.execute(ts.stream, args);
     ts.stream.wait();
   }
