@@ -22,3 +22,9 @@ foreach(_m IN ITEMS small_cnn mobilenet_v2 resnet50 bert_base lstm)
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/models_npu.py $<TARGET_FILE:opennpu> ${CMAKE_SOURCE_DIR}/models ${_m})
   set_tests_properties(npu_model_${_m} PROPERTIES LABELS "npu;models" SKIP_RETURN_CODE 77 TIMEOUT 1800)
 endforeach()
+
+# INT8 (W8A8): per-op quantized models and the quantized resnet50/mobilenet_v2, NPU vs CPU bit for bit.
+add_test(NAME npu_int8_ops COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/test_npu_int8.py $<TARGET_FILE:opennpu> ops)
+add_test(NAME npu_int8_models
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/test_npu_int8.py $<TARGET_FILE:opennpu> models ${CMAKE_SOURCE_DIR}/models)
+set_tests_properties(npu_int8_ops npu_int8_models PROPERTIES LABELS "npu;int8" SKIP_RETURN_CODE 77 TIMEOUT 1800)

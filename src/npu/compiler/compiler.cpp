@@ -1100,10 +1100,11 @@ class Tiler {
     const bool int8 = L.q.on && L.q.int8;
     const int64_t a_es = elem_bytes(p_.buffers[L.inputs[0]].dtype), w_es = int8 ? 1 : 2;
     const int64_t o_es = elem_bytes(p_.buffers[L.outputs[0]].dtype);
-    // INT8 MACs: each PE does macs_per_cycle_int8 / (rows * cols) int8 products per cycle along
-    // the reduction, i.e. the array has that many times the rows for K (assumption: Apple does not
-    // publish how the doubled INT8 rate is laid out).
-    const int64_t R_eff = int8 ? R * std::max<int64_t>(1, hw_.mac.macs_per_cycle_int8 / std::max<int64_t>(1, R * C)) : R;
+    // INT8 MACs: each PE does macs_per_cycle_int8 / (rows * cols) int8 products per cycle, packed
+    // along the reduction (a PE holds that many int8 weights in the bytes of one FP16 weight), so
+    // a tile streams ceil(k / pack) reduction steps through the same array (assumption: Apple does
+    // not publish how the doubled INT8 rate is laid out).
+    const int64_t k_pack = int8 ? std::max<int64_t>(1, hw_.mac.macs_per_cycle_int8 / std::max<int64_t>(1, R * C)) : 1;
     // Weight slice K x n: resident if it fits in half of SRAM, else tile N (then K).
     int64_t n_tile = n1 - n0, k_tile = g.K;
     // (Sized as DMA-ed: each of the k rows of a weight block is padded to the row alignment.)
@@ -1153,7 +1154,9 @@ class Tiler {
         Task w;
         w.engine = Engine::DmaIn; w.core = core; w.layer = static_cast<int>(&L - p_.layers.data());
         w.b = b; w.n0 = na; w.n1 = nb; w.k0 = ka; w.k1 = kb;
-        w.bytes = (kb - ka) * (ceil_div((nb - na) * w_es, align) * align);
+        // (INT8: the k_pack weights a PE holds are stored together, so a DMA row carries k_pack
+        // reduction steps of n int8 weights: the FP16 row size with 1/k_pack of the rows.)
+        w.bytes = ceil_div(kb - ka, k_pack) * (ceil_div((nb - na) * w_es * k_pack, align) * align);
         w.buf = g.b_const ? -1 : L.inputs[1];
         share(w, {1, b, na, nb, ka, kb});
         w.sram_bytes = w.bytes;
@@ -1182,7 +1185,7 @@ class Tiler {
           c.engine = Engine::Mac; c.core = core; c.layer = w.layer;
           c.b = b; c.m0 = ma; c.m1 = mb; c.n0 = na; c.n1 = nb; c.k0 = ka; c.k1 = kb;
           c.last_k = kb == g.K;
-          auto cost = gemm_tile_cost(mb - ma, kb - ka, nb - na, R_eff, hw_.mac.cols, hw_.mac.dataflow);
+          auto cost = gemm_tile_cost(mb - ma, ceil_div(kb - ka, k_pack), nb - na, R, hw_.mac.cols, hw_.mac.dataflow);
           c.cycles = cost.compute_cycles;
           c.macs = (mb - ma) * (kb - ka) * (nb - na);
           // Operands read from SRAM once per fold pass, outputs/partials written once.
