@@ -7,8 +7,9 @@
 // oneDNN sgemm (plain weights) 72.2 ms, oneDNN matmul with pre-packed weights 64.4 ms.
 //
 // Packed weights are shared: nodes whose weight is the same initializer buffer (e.g. a model whose
-// layers reuse one weight through Identity) get one packed copy (keyed by buffer address and a
-// hash of the contents, so a reused address never matches stale data).
+// layers reuse one weight through Identity) get one packed copy, keyed by the buffer's address. A
+// packed copy keeps its source tensor (a shared reference, no copy) alive, so the address cannot
+// be reused for other data while the entry can still be found.
 //
 // Threads: oneDNN's OpenMP threading is not used (its barriers degrade badly on a loaded machine,
 // and set_num_threads must be honoured exactly); the rows of A are split into contiguous chunks,
@@ -57,35 +58,22 @@ ThreadState& thread_state() {
   return s;
 }
 
-uint64_t hash_bytes(const void* p, size_t n) {
-  // FNV-1a over 64-bit words (a fingerprint against address reuse, not a security hash).
-  uint64_t h = 1469598103934665603ull;
-  const auto* b = static_cast<const unsigned char*>(p);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    std::memcpy(&w, b + i, 8);
-    h = (h ^ w) * 1099511628211ull;
-  }
-  for (; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
-
 // One packed weight [K, N] (optionally scaled by alpha), shared by every kernel that uses it.
 struct Packed {
   memory::desc desc;  // the packed layout
   memory mem;         // owns the packed buffer
   size_t bytes = 0;
+  Tensor source;  // keeps the weight buffer (and so the cache key's address) alive
 };
 
-using PackKey = std::tuple<const void*, uint64_t, int64_t, int64_t, bool, float, int64_t>;
+using PackKey = std::tuple<const void*, int64_t, int64_t, bool, float, int64_t>;
 
-std::shared_ptr<const Packed> pack_weights(const float* w, int64_t K, int64_t N, bool trans, float alpha,
+std::shared_ptr<const Packed> pack_weights(const Tensor& W, int64_t K, int64_t N, bool trans, float alpha,
                                            int64_t m_hint, std::string* why) {
+  const float* w = W.data<float>();
   static std::mutex mu;
   static std::map<PackKey, std::weak_ptr<const Packed>> cache;
-  const uint64_t h = hash_bytes(w, static_cast<size_t>(K * N) * sizeof(float));
-  PackKey key{w, h, K, N, trans, alpha, m_hint};
+  PackKey key{w, K, N, trans, alpha, m_hint};
   std::lock_guard<std::mutex> lk(mu);
   if (auto it = cache.find(key); it != cache.end())
     if (auto p = it->second.lock()) return p;
@@ -102,6 +90,7 @@ std::shared_ptr<const Packed> pack_weights(const float* w, int64_t K, int64_t N,
   p->desc = pd.weights_desc();
   p->mem = memory(p->desc, engine());
   p->bytes = p->desc.get_size();
+  p->source = W;
   std::vector<float> scaled;
   const float* src = w;
   if (alpha != 1.0f) {
@@ -167,8 +156,13 @@ struct PackedMatMul::Impl {
 PackedMatMul::PackedMatMul() : impl_(std::make_unique<Impl>()) {}
 PackedMatMul::~PackedMatMul() = default;
 
-std::unique_ptr<PackedMatMul> PackedMatMul::create(const float* w, int64_t K, int64_t N, bool trans, float alpha,
-                                                   const float* bias, Epilogue epi, int64_t m_hint, std::string* why) {
+std::unique_ptr<PackedMatMul> PackedMatMul::create(const Tensor& W, bool trans, float alpha, const float* bias,
+                                                   Epilogue epi, int64_t m_hint, std::string* why) {
+  if (W.dtype() != DType::Float32 || W.rank() != 2) {
+    if (why) *why = "weight is not float32 2-D";
+    return nullptr;
+  }
+  const int64_t K = trans ? W.dim(1) : W.dim(0), N = trans ? W.dim(0) : W.dim(1);
   if (K <= 0 || N <= 0) {
     if (why) *why = "empty weight";
     return nullptr;
@@ -179,7 +173,7 @@ std::unique_ptr<PackedMatMul> PackedMatMul::create(const float* w, int64_t K, in
   im.K = K;
   im.N = N;
   im.epi = epi;
-  im.w = pack_weights(w, K, N, trans, alpha, m_hint, why);
+  im.w = pack_weights(W, K, N, trans, alpha, m_hint, why);
   if (!im.w) return nullptr;
   if (bias) {
     im.bias.assign(bias, bias + N);
@@ -284,7 +278,7 @@ std::unique_ptr<PreparedKernel> prepare_matmul(const PrepareContext& pc, std::st
   const Tensor* W = float_weight(pc, 1);
   if (!W) { *why = "B is not a constant float32 initializer"; return nullptr; }
   if (W->rank() != 2) { *why = "B is not 2-D"; return nullptr; }
-  auto mm = PackedMatMul::create(W->data<float>(), W->dim(0), W->dim(1), false, 1.0f, nullptr, {}, rows_hint(pc), why);
+  auto mm = PackedMatMul::create(*W, false, 1.0f, nullptr, {}, rows_hint(pc), why);
   if (!mm) return nullptr;
   return std::make_unique<MatMulKernel>(std::move(mm), "onednn_matmul_packed_" + isa_suffix());
 }
@@ -303,8 +297,7 @@ std::unique_ptr<PreparedKernel> prepare_fused_matmul(const PrepareContext& pc, s
   if (act == "Relu") epi.act = Activation::Relu;
   else if (act == "Gelu") epi.act = Activation::Gelu;
   else if (!act.empty()) { *why = "activation " + act; return nullptr; }
-  auto mm = PackedMatMul::create(W->data<float>(), W->dim(0), W->dim(1), false, 1.0f, bias ? bias->data<float>() : nullptr,
-                                 epi, rows_hint(pc), why);
+  auto mm = PackedMatMul::create(*W, false, 1.0f, bias ? bias->data<float>() : nullptr, epi, rows_hint(pc), why);
   if (!mm) return nullptr;
   return std::make_unique<MatMulKernel>(std::move(mm), "onednn_matmul_packed_" + isa_suffix() +
                                                            (act.empty() ? "" : "_" + act));
@@ -329,8 +322,7 @@ std::unique_ptr<PreparedKernel> prepare_gemm(const PrepareContext& pc, std::stri
     bias.resize(static_cast<size_t>(N));
     for (int64_t j = 0; j < N; ++j) bias[j] = beta * C->data<float>()[C->numel() == 1 ? 0 : j];
   }
-  auto mm = PackedMatMul::create(B->data<float>(), K, N, tb, alpha, bias.empty() ? nullptr : bias.data(), {},
-                                 rows_hint(pc), why);
+  auto mm = PackedMatMul::create(*B, tb, alpha, bias.empty() ? nullptr : bias.data(), {}, rows_hint(pc), why);
   if (!mm) return nullptr;
   class GemmKernel final : public PreparedKernel {
    public:

@@ -1,10 +1,13 @@
 // cpu/fast/matmul.h — a float32 matrix product with a constant, pre-packed weight (matmul.cpp):
-// Y[rows, N] = act(A[rows, K] * alpha * W[K, N] + bias[N]), W given row-major [K, N] or, with
-// trans, [N, K]. The packed weight is shared between all users of the same weight buffer.
+// Y[rows, N] = act(A[rows, K] * alpha * W[K, N] + bias[N]), W a float32 tensor [K, N] or, with
+// trans, [N, K]. The packed weight is shared between all users of the same weight buffer (and
+// holds a reference to that buffer).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
+
+#include "opennpu/tensor.h"
 
 namespace opennpu::cpu {
 
@@ -16,8 +19,8 @@ struct Epilogue {
 class PackedMatMul {
  public:
   // nullptr (and *why) when oneDNN cannot run this shape. m_hint: the typical row count.
-  static std::unique_ptr<PackedMatMul> create(const float* w, int64_t K, int64_t N, bool trans, float alpha,
-                                              const float* bias, Epilogue epi, int64_t m_hint, std::string* why);
+  static std::unique_ptr<PackedMatMul> create(const Tensor& W, bool trans, float alpha, const float* bias, Epilogue epi,
+                                              int64_t m_hint, std::string* why);
   ~PackedMatMul();
   // a: [rows, K] contiguous; y: [rows, N] contiguous (every element written). Uses up to
   // num_threads() threads (one when called inside a parallel region). Thread-safe.
