@@ -401,6 +401,7 @@ TEST(ConvPasses, ResNetBlockFusesAndMatches) {
   EXPECT_EQ(transposes, 2) << "NHWC from the input to the global pool: one transpose in, one out";
   EXPECT_EQ(count_impl(ex, "onednn_conv"), 8);
   EXPECT_EQ(count_impl(ex, "onednn_pool"), 2);
+  EXPECT_EQ(count_impl(ex, "onednn_reorder"), 2);
 }
 
 // MobileNetV2-like: conv + Clip(0, 6), depthwise + Clip, projection conv + residual Add without
@@ -444,4 +445,35 @@ TEST(ConvPasses, BroadcastAddStaysCorrect) {
   b.node("Add", {"c", "k"}, {"a"});
   b.node("Relu", {"a"}, {"y"});
   expect_fast_equals_reference(b.m, {{"x", random_tensor({1, 4, 9, 9}, 8)}}, "broadcast add");
+}
+
+// The layout conversions: NCHW <-> NHWC Transpose (exact: a copy), other perms declined.
+TEST(FastLayoutTranspose, MatchesReferenceAndDeclinesOtherPerms) {
+  for (auto perm : {std::vector<int64_t>{0, 2, 3, 1}, std::vector<int64_t>{0, 3, 1, 2}, std::vector<int64_t>{0, 2, 1, 3}}) {
+    ir::Model m;
+    m.opsets[""] = 17;
+    ir::Node n;
+    n.name = "t";
+    n.op_type = "Transpose";
+    n.inputs = {"X"};
+    n.outputs = {"Y"};
+    n.attrs["perm"] = ints(perm);
+    m.graph.nodes.push_back(n);
+    const ir::Node& node = m.graph.nodes[0];
+    std::string why;
+    auto k = fast_registry().prepare(PrepareContext(m, m.graph, node), &why);
+    if (perm[1] == 2 && perm[2] == 1) {
+      EXPECT_FALSE(k);
+      continue;
+    }
+    ASSERT_TRUE(k) << why;
+    for (Shape s : {Shape{2, 5, 7, 3}, Shape{1, 3, 224, 224}, Shape{1, 1, 1, 2048}}) {
+      Tensor x = random_tensor(s, 3);
+      KernelContext rc(node, {&x}, 17, nullptr);
+      registry().find("", "Transpose", 17)->fn(rc);
+      KernelContext fc(node, {&x}, 17, nullptr);
+      k->run(fc);
+      EXPECT_EQ(rel_err(fc.outputs()[0], rc.outputs()[0]), 0.0) << shape_str(s);
+    }
+  }
 }

@@ -414,12 +414,69 @@ class FastPool final : public PreparedKernel {
   mutable std::map<Shape, std::shared_ptr<const Plan>> plans_;
 };
 
+// ---------------------------------------------------------------------------------------------
+// Transpose NCHW <-> NHWC (the layout pass's conversions): a oneDNN reorder per shape. Other
+// permutations, ranks and dtypes: declined (the reference kernel, or another fast kernel).
+
+class FastLayoutTranspose final : public PreparedKernel {
+ public:
+  explicit FastLayoutTranspose(bool to_nhwc, KernelFn ref) : to_nhwc_(to_nhwc), ref_(ref) {}
+
+  static std::unique_ptr<PreparedKernel> prepare(const PrepareContext& pc, std::string* why) {
+    const auto perm = pc.attr_ints("perm");
+    const bool to_nhwc = perm == std::vector<int64_t>{0, 2, 3, 1}, to_nchw = perm == std::vector<int64_t>{0, 3, 1, 2};
+    if (!to_nhwc && !to_nchw) return *why = "perm not NCHW<->NHWC", nullptr;
+    const KernelDef* ref = reference_of(pc);
+    if (!ref) return *why = "no reference kernel", nullptr;
+    return std::make_unique<FastLayoutTranspose>(to_nhwc, ref->fn);
+  }
+  std::string name() const override { return "onednn_reorder"; }
+
+  void run(KernelContext& ctx) const override {
+    const Tensor& x = ctx.input(0);
+    if (x.dtype() != DType::Float32 || x.rank() != 4 || x.numel() == 0) return ref_(ctx);
+    const Shape& s = x.shape();
+    // Logical NCHW dims of the data.
+    const dims d = to_nhwc_ ? dims{s[0], s[1], s[2], s[3]} : dims{s[0], s[3], s[1], s[2]};
+    std::shared_ptr<const dnnl::reorder> r;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto& slot = cache_[s];
+      if (!slot) {
+        memory::desc src(d, ddt::f32, to_nhwc_ ? tag::nchw : tag::nhwc), dst(d, ddt::f32, to_nhwc_ ? tag::nhwc : tag::nchw);
+        try {
+          slot = std::make_shared<const dnnl::reorder>(dnnl::reorder::primitive_desc(engine(), src, engine(), dst));
+        } catch (const dnnl::error&) {
+          slot = nullptr;
+        }
+      }
+      r = slot;
+    }
+    if (!r) return ref_(ctx);
+    const Shape ys = to_nhwc_ ? Shape{s[0], s[2], s[3], s[1]} : Shape{s[0], s[3], s[1], s[2]};
+    Tensor& y = ctx.alloc_output(0, DType::Float32, ys, KernelContext::Init::Uninit);
+    memory src(memory::desc(d, ddt::f32, to_nhwc_ ? tag::nchw : tag::nhwc), engine(), const_cast<void*>(x.raw()));
+    memory dst(memory::desc(d, ddt::f32, to_nhwc_ ? tag::nhwc : tag::nchw), engine(), y.raw());
+    ThreadState& ts = thread_state();
+    omp_set_num_threads(1);
+    r->execute(ts.stream, src, dst);
+    ts.stream.wait();
+  }
+
+ private:
+  bool to_nhwc_;
+  KernelFn ref_;
+  mutable std::mutex mu_;
+  mutable std::map<Shape, std::shared_ptr<const dnnl::reorder>> cache_;
+};
+
 }  // namespace
 
 void register_fast_conv(FastRegistry& r) {
   r.add({"FusedConv", kCpuDomain, "onednn_conv", FastConv::prepare});
   for (const char* op : {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
     r.add({op, kCpuDomain, "onednn_pool", FastPool::prepare});
+  r.add({"Transpose", "", "onednn_reorder", FastLayoutTranspose::prepare});
 }
 
 }  // namespace opennpu::cpu
