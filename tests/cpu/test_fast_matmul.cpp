@@ -383,3 +383,24 @@ TEST(FastSoftmax, ExpPolynomialErrorBound) {
   }
   EXPECT_LE(worst, 5e-7);
 }
+
+TEST(FastLayerNorm, OnnxLayerNormalizationLastAxisFastOtherAxesReference) {
+  for (int64_t axis : {-1, 1, 2}) {
+    ir::Model m;
+    m.opsets[""] = 17;
+    Shape x{2, 5, 37};
+    m.graph.inputs.push_back(vi("x", x));
+    m.graph.outputs.push_back(ir::ValueInfo{"y", DType::Float32});
+    Shape ws = axis == 1 ? Shape{5, 37} : Shape{37};
+    m.graph.initializers["s"] = rnd(ws, 1, 0.5f, 1.5f);
+    m.graph.initializers["b"] = rnd(ws, 2);
+    ir::Node n = node("LayerNormalization", {"x", "s", "b"}, {"y"});
+    set_i(n, "axis", axis);
+    set_f(n, "epsilon", 1e-3f);
+    m.graph.nodes.push_back(n);
+    auto r = run_both(m, {{"x", rnd(x, 3, -5, 5)}});
+    SCOPED_TRACE(axis);
+    EXPECT_TRUE(ran(r, "LayerNormalization", axis == 1 ? "reference" : "fast_layernorm")) << impls_str(r);
+    EXPECT_LE(rel_err(r.fast.at("y"), r.ref.at("y")), 2e-5);
+  }
+}
