@@ -247,6 +247,9 @@ def identical(a, b):
 
 def test_ops(opennpu):
     with tempfile.TemporaryDirectory() as tmp:
+        # A private compiled-model cache: the second ane_a17pro run of each model loads its INT8
+        # program from the cache (storage types and INT8 parameters round-trip).
+        os.environ["OPENNPU_CACHE_DIR"] = os.path.join(tmp, "cache")
         for cs in op_cases():
             path = os.path.join(tmp, cs.name + ".onnx")
             m = cs.model()
@@ -263,6 +266,9 @@ def test_ops(opennpu):
                     ok = k in got and identical(ref[k], got[k])
                     diff = "" if ok or k not in got else f" (max |diff| {np.abs(ref[k].astype(np.float64) - got[k].astype(np.float64)).max()})"
                     check(ok, f"{cs.name} on {hw}: output {k} bit-identical to the CPU{diff}")
+            again = outputs_of(opennpu, path, feeds, tmp, f"{cs.name}.cached", INT8_PRESETS[0])
+            check(all(k in again and identical(ref[k], again[k]) for k in ref),
+                  f"{cs.name} on {INT8_PRESETS[0]} from the compiled-model cache: bit-identical to the CPU")
             # No INT8 MACs: FP16 after dequantization, said in the plan; close to the reference.
             plan = json.loads(run([opennpu, "plan", path, "--hw", "ane_m1", "--json"]))
             nodes = plan["nodes"] if isinstance(plan, dict) else plan
