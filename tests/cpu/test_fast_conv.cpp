@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "core/parallel.h"
 #include "cpu/executor.h"
@@ -402,6 +403,15 @@ TEST(ConvPasses, ResNetBlockFusesAndMatches) {
   EXPECT_EQ(count_impl(ex, "onednn_conv"), 8);
   EXPECT_EQ(count_impl(ex, "onednn_pool"), 2);
   EXPECT_EQ(count_impl(ex, "onednn_reorder"), 2);
+
+  // Concurrent predictions on one executor (shared primitive cache, per-thread streams and
+  // scratchpads) give the reference results.
+  auto want = Executor(b.m, RunOptions{.fast = false}).run(feeds).at("y");
+  std::vector<Tensor> got(4);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) ts.emplace_back([&, t] { got[t] = ex.run(feeds).at("y"); });
+  for (auto& t : ts) t.join();
+  for (const auto& t : got) EXPECT_LE(rel_err(t, want), kTol);
 }
 
 // MobileNetV2-like: conv + Clip(0, 6), depthwise + Clip, projection conv + residual Add without
