@@ -53,14 +53,14 @@ def main():
             j = json.loads(r.stdout)
             e = j["eval"]
             rows.append({"model": name, "method": method, "calibration_samples": j["calibration_samples"],
-                         "eval_samples": e["samples"], "cosine_min": e["cosine_min"], "cosine_mean": e["cosine_mean"],
+                         "eval_samples": e["samples"], "cosine_min": e["cosine_min"], "cosine_mean": e["cosine_mean"], "centered_cosine": e["centered_cosine"],
                          "top1_agree": e["top1_agree"], "top1_rows": e["top1_rows"],
                          "float_mb": j["input_file_bytes"] / 1e6, "int8_mb": j["output_file_bytes"] / 1e6,
                          "seconds": time.time() - t0, "out": out})
             if not a.json:
                 x = rows[-1]
                 print(f"{name:<14} {method:<10} calib {x['calibration_samples']:>3}  held-out {x['eval_samples']:>3}  "
-                      f"cos min {x['cosine_min']:.5f} mean {x['cosine_mean']:.5f}  top-1 {x['top1_agree']}/{x['top1_rows']}  "
+                      f"cos min {x['cosine_min']:.5f} mean {x['cosine_mean']:.5f} centered {x['centered_cosine']:.5f}  top-1 {x['top1_agree']}/{x['top1_rows']}  "
                       f"{x['float_mb']:.1f} MB -> {x['int8_mb']:.1f} MB  ({x['seconds']:.0f} s)", flush=True)
     if a.json:
         print(json.dumps({"seed": a.seed, "rows": rows}, indent=2))

@@ -98,7 +98,7 @@ void bench_compare(const BenchCompareArgs& a) {
   json j = {{"model", a.model}, {"compare", a.compare}, {"device", a.device}, {"threads", a.threads},
             {"runs", a.runs}, {"seed", a.seed},
             {"accuracy", {{"output", ag.output}, {"samples", ag.samples}, {"cosine_min", ag.cos_min},
-                          {"cosine_mean", ag.cos_mean}, {"top1_rows", ag.rows}, {"top1_agree", ag.top1_agree},
+                          {"cosine_mean", ag.cos_mean}, {"centered_cosine", ag.centered_cos}, {"top1_rows", ag.rows}, {"top1_agree", ag.top1_agree},
                           {"top1_agreement", ag.top1_rate()}}},
             {"a", base}, {"b", cmp},
             {"ratios_a_over_b", {{"cpu_latency", ratio(base, cmp, "cpu_median_ms")},
@@ -116,8 +116,9 @@ void bench_compare(const BenchCompareArgs& a) {
     return;
   }
   std::cout << fmt::format("A = {}\nB = {}\n", a.model, a.compare);
-  std::cout << fmt::format("B vs A on {} seeded inputs: output '{}' cosine min {:.5f} mean {:.5f}; top-1 agreement "
-                           "{}/{} ({:.1f}%)\n\n", ag.samples, ag.output, ag.cos_min, ag.cos_mean, ag.top1_agree,
+  std::cout << fmt::format("B vs A on {} seeded inputs: output '{}' cosine min {:.5f} mean {:.5f}, centered {:.5f}; "
+                           "top-1 agreement {}/{} ({:.1f}%)\n\n", ag.samples, ag.output, ag.cos_min, ag.cos_mean,
+                           ag.centered_cos, ag.top1_agree,
                            ag.rows, 100 * ag.top1_rate());
   std::cout << fmt::format("{:<30} {:>12} {:>12} {:>8}\n", "", "A", "B", "A / B");
   auto row = [&](const char* label, const char* k, const char* f) {
@@ -205,7 +206,7 @@ void add_quantize_command(CLI::App& app) {
       auto inputs = quant::random_inputs(ref.inputs(), o->eval, quant::held_out_seed(o->seed));
       quant::Agreement a = quant::compare_outputs(ref, qm, inputs);
       j["eval"] = {{"samples", a.samples}, {"output", a.output}, {"cosine_min", a.cos_min},
-                   {"cosine_mean", a.cos_mean}, {"top1_rows", a.rows}, {"top1_agree", a.top1_agree},
+                   {"cosine_mean", a.cos_mean}, {"centered_cosine", a.centered_cos}, {"top1_rows", a.rows}, {"top1_agree", a.top1_agree},
                    {"top1_agreement", a.top1_rate()}};
     }
     progress.done();
@@ -223,9 +224,10 @@ void add_quantize_command(CLI::App& app) {
     for (const auto& n : r.notes) std::cout << "  note: " << n << "\n";
     if (j.contains("eval")) {
       const auto& e = j["eval"];
-      std::cout << fmt::format("  vs float32 on {} held-out inputs: cosine min {:.5f} mean {:.5f}, top-1 agreement "
-                               "{}/{} ({:.1f}%)\n", e["samples"].get<int>(), e["cosine_min"].get<double>(),
-                               e["cosine_mean"].get<double>(), e["top1_agree"].get<int64_t>(),
+      std::cout << fmt::format("  vs float32 on {} held-out inputs: cosine min {:.5f} mean {:.5f}, centered (input-"
+                               "dependent part) {:.5f}, top-1 agreement {}/{} ({:.1f}%)\n", e["samples"].get<int>(),
+                               e["cosine_min"].get<double>(), e["cosine_mean"].get<double>(),
+                               e["centered_cosine"].get<double>(), e["top1_agree"].get<int64_t>(),
                                e["top1_rows"].get<int64_t>(), 100 * e["top1_agreement"].get<double>());
     }
     throw CommandDone{0};

@@ -141,6 +141,8 @@ std::vector<NamedTensors> load_calib_dir(const ir::Model& m, const std::string& 
 // ---- statistics ---------------------------------------------------------------------------------
 
 constexpr int kBins = 2048;
+// Fewest values (over all batches) for percentile/entropy clipping of a tensor; below, minmax.
+constexpr double kMinHistogramValues = 65536;
 
 struct Stats {
   float min = std::numeric_limits<float>::infinity(), max = -std::numeric_limits<float>::infinity();
@@ -664,7 +666,16 @@ QuantizeReport quantize_model(const std::string& in_path, const std::string& out
     r.observed_max = s.max;
     r.lo = s.min;
     r.hi = s.max;
-    if (opts.method != Method::minmax && !s.hist.empty()) {
+    // Graph outputs keep their full range: clipping the logits saturates the top classes
+    // together and loses exactly the ordering a classifier's output is read for (measured:
+    // entropy clipping of mobilenet_v2's logits and pooled features gave top-1 agreement 0/16).
+    bool is_output = false;
+    for (const auto& o : im.graph.outputs) is_output |= o.name == name;
+    // A histogram of few values (a pooled feature vector) says little about the distribution's
+    // tail: such tensors keep their observed range.
+    double count = 0;
+    for (double h : s.hist) count += h;
+    if (opts.method != Method::minmax && !s.hist.empty() && !is_output && count >= kMinHistogramValues) {
       double T = opts.method == Method::percentile ? percentile_threshold(s, opts.percentile)
                                                    : entropy_threshold(s, s.min >= 0 ? 255 : 128);
       if (T > 0) {
@@ -708,6 +719,7 @@ Agreement compare_outputs(const Model& reference, const Model& other, const std:
   a.output = reference.outputs()[0].name;
   std::string other_name = other.outputs()[0].name;
   double cos_sum = 0;
+  std::vector<std::vector<double>> xs, ys;  // every sample's outputs, for the centered cosine
   for (const auto& in : inputs) {
     auto r = reference.predict(in);
     auto o = other.predict(in);
@@ -724,6 +736,12 @@ Agreement compare_outputs(const Model& reference, const Model& other, const std:
       yy += v * v;
     }
     double cos = (xx > 0 && yy > 0) ? xy / std::sqrt(xx * yy) : (xx == yy ? 1.0 : 0.0);
+    xs.emplace_back(static_cast<size_t>(x.numel()));
+    ys.emplace_back(static_cast<size_t>(y.numel()));
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      xs.back()[i] = x.get_f64(i);
+      ys.back()[i] = y.get_f64(i);
+    }
     a.cos_min = std::min(a.cos_min, cos);
     cos_sum += cos;
     a.samples++;
@@ -741,6 +759,21 @@ Agreement compare_outputs(const Model& reference, const Model& other, const std:
     }
   }
   a.cos_mean = a.samples ? cos_sum / a.samples : 0;
+  if (xs.size() >= 2) {
+    const size_t n = xs[0].size();
+    std::vector<double> mx(n, 0.0), my(n, 0.0);
+    for (size_t k = 0; k < xs.size(); ++k)
+      for (size_t i = 0; i < n; ++i) { mx[i] += xs[k][i] / xs.size(); my[i] += ys[k][i] / ys.size(); }
+    double xy = 0, xx = 0, yy = 0;
+    for (size_t k = 0; k < xs.size(); ++k)
+      for (size_t i = 0; i < n; ++i) {
+        double u = xs[k][i] - mx[i], v = ys[k][i] - my[i];
+        xy += u * v;
+        xx += u * u;
+        yy += v * v;
+      }
+    a.centered_cos = (xx > 0 && yy > 0) ? xy / std::sqrt(xx * yy) : 0.0;
+  }
   return a;
 }
 

@@ -74,6 +74,11 @@ struct Agreement {
   int samples = 0;
   double cos_min = 1, cos_mean = 0;  // cosine similarity of the flattened outputs, per sample
   int64_t rows = 0, top1_agree = 0;  // argmax over the last axis, per row
+  // Cosine of the input-dependent part: each model's outputs minus that model's mean output over
+  // the inputs, flattened over all samples (needs >= 2 inputs; 0 otherwise). Models with random
+  // weights give nearly the same output for every input, which makes the plain cosine
+  // uninformative; this one is not.
+  double centered_cos = 0;
   double top1_rate() const { return rows ? static_cast<double>(top1_agree) / static_cast<double>(rows) : 0.0; }
 };
 // Runs both models on every input and compares their first outputs (which must have the same
