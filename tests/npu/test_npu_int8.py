@@ -229,15 +229,17 @@ def op_cases():
     return cs
 
 
-def outputs_of(opennpu, model, feeds, tmp, tag, hw=None):
+def outputs_of(opennpu, model, feeds, tmp, tag, hw=None, stats=None):
     args = [opennpu, "run", model]
     for k, v in feeds.items():
         args += ["--input", f"{k}={v}"]
     out = os.path.join(tmp, tag)
     args += ["--output-dir", out]
     if hw:
-        args += ["--hw", hw, "--device", "npu"]
-    run(args)
+        args += ["--hw", hw, "--device", "npu", "--json"]
+    res = run(args)
+    if stats is not None:
+        stats.update(json.loads(res)["npu"])
     return {f[:-4]: np.load(os.path.join(out, f)) for f in sorted(os.listdir(out))}
 
 
@@ -302,10 +304,21 @@ def test_models(opennpu, models_dir):
             feeds = {in_name: inp}
             ref = outputs_of(opennpu, q, feeds, tmp, name + ".cpu")
             for hw in INT8_PRESETS:
-                got = outputs_of(opennpu, q, feeds, tmp, f"{name}.{hw}", hw)
+                st8, st16 = {}, {}
+                got = outputs_of(opennpu, q, feeds, tmp, f"{name}.{hw}", hw, st8)
                 for k in ref:
                     ok = k in got and identical(ref[k], got[k])
                     check(ok, f"{name} int8 on {hw}: output {k} bit-identical to the CPU reference")
+                # The simulated gain (deterministic figures of the timing model, not wall time):
+                # the issue asks for >= 1.5x over the FP16 model on the same preset.
+                outputs_of(opennpu, fp32, feeds, tmp, f"{name}.{hw}.fp16", hw, st16)
+                ratio = st16["latency_ms"] / st8["latency_ms"]
+                check(ratio >= 1.5, f"{name} on {hw}: simulated INT8 {st8['latency_ms']:.3f} ms vs FP16 "
+                                    f"{st16['latency_ms']:.3f} ms = {ratio:.2f}x (>= 1.5x)")
+                check(st8["dram_mb"] < st16["dram_mb"] and st8["energy_mj"] < st16["energy_mj"],
+                      f"{name} on {hw}: INT8 moves fewer DRAM bytes ({st8['dram_mb']:.1f} vs {st16['dram_mb']:.1f} MB) "
+                      f"and uses less energy ({st8['energy_mj']:.3f} vs {st16['energy_mj']:.3f} mJ)")
+                print(f"  {name} on {hw}: INT8 {st8['latency_ms']:.3f} ms, FP16 {st16['latency_ms']:.3f} ms ({ratio:.2f}x)", flush=True)
 
 
 def main():
