@@ -288,6 +288,34 @@ def test_ops(opennpu):
                       f"{cs.name} on ane_m1 (FP16 path): {k} within a few quantization steps (mean {np.mean(step):.3f}, max {step.max():.3f})")
 
 
+def test_timing(opennpu):
+    """One 3x3 convolution, FP16 vs its QLinearConv twin on ane_a17pro: the INT8 layer moves about
+    half the DRAM bytes (1-byte weights and activations) and takes about half the time (twice the
+    MACs per cycle); `opennpu plan --json` per-node figures."""
+    rng = np.random.default_rng(1)
+    q = conv_case(rng, "timing_q", 1, 128, 56, 56, 128, 3, pad=1)
+    f = Case("timing_f")
+    w = rng.standard_normal((128, 128, 3, 3)).astype(np.float32)
+    f.inits = [init("w", w), init("b", np.zeros(128, np.float32))]
+    f.nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])]
+    f.inputs = [("x", TensorProto.FLOAT, np.zeros((1, 128, 56, 56), np.float32))]
+    f.outputs = [("y", TensorProto.FLOAT, (1, 128, 56, 56))]
+    with tempfile.TemporaryDirectory() as tmp:
+        res = {}
+        for cs in (q, f):
+            path = os.path.join(tmp, cs.name + ".onnx")
+            onnx.save(cs.model(), path)
+            plan = json.loads(run([opennpu, "plan", path, "--hw", "ane_a17pro", "--json"]))
+            res[cs.name] = [n for n in plan["nodes"] if n["op"] in ("Conv", "QLinearConv")][0]
+        a8, a16 = res["timing_q"], res["timing_f"]
+        check(a8["macs"] == a16["macs"], f"same MAC count ({a8['macs']} vs {a16['macs']})")
+        dr = a8["dram_bytes"] / a16["dram_bytes"]
+        check(0.45 <= dr <= 0.55, f"INT8 conv DRAM bytes {a8['dram_bytes']} vs FP16 {a16['dram_bytes']} ({dr:.2f}, ~0.5)")
+        tr = a8["est_ms"] / a16["est_ms"]
+        check(0.45 <= tr <= 0.6, f"INT8 conv time {a8['est_ms']:.4f} ms vs FP16 {a16['est_ms']:.4f} ms ({tr:.2f}, ~0.5)")
+        print(f"  3x3 conv 128->128 @56x56 on ane_a17pro: DRAM x{dr:.2f}, time x{tr:.2f} (INT8 / FP16)")
+
+
 def test_models(opennpu, models_dir):
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("resnet50", "mobilenet_v2"):
@@ -329,6 +357,7 @@ def main():
     what = sys.argv[2] if len(sys.argv) > 2 else "ops"
     if what == "ops":
         test_ops(opennpu)
+        test_timing(opennpu)
     else:
         test_models(opennpu, sys.argv[3])
     print(f"{passed} passed, {failed} failed")
