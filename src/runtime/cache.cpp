@@ -715,9 +715,15 @@ npu::Program get_program(Reader& r) {
       if (L.q.in_zp.size() != L.q.in_scale.size() || (!q8 && L.q.out_type != DType::Undefined)) r.fail("bad INT8 parameters");
       if (L.kind == npu::LayerKind::Gemm || L.op == "QLinearConv") {
         const size_t ch = L.q.mult.size();
-        if (!q8 || L.q.in_scale.empty() || ch == 0 || L.q.w_scale.size() != ch || (!L.q.ibias.empty() && L.q.ibias.size() != ch) ||
+        if (!q8 || L.q.in_scale.size() < 2 || ch == 0 || L.q.w_scale.size() != ch || (!L.q.ibias.empty() && L.q.ibias.size() != ch) ||
             static_cast<int64_t>(ch) < (L.g.conv ? L.g.groups * L.g.N : L.g.N))
           r.fail("bad INT8 GEMM parameters");
+        // Depthwise (vector unit): one multiplier per output channel of its output buffer.
+        if (L.kind != npu::LayerKind::Gemm) {
+          const bool out_ok = !L.outputs.empty() && L.outputs[0] >= 0 && static_cast<size_t>(L.outputs[0]) < p.buffers.size() &&
+                              p.buffers[L.outputs[0]].shape.size() == 4 && static_cast<int64_t>(ch) >= p.buffers[L.outputs[0]].shape[1];
+          if (!out_ok) r.fail("bad INT8 depthwise parameters");
+        }
       }
     }
   }
