@@ -170,6 +170,14 @@ std::vector<ConvCase> conv_cases() {
   v.push_back({1, 13, 11, 9, 13, 3, 3, 13, {1, 1}, {1, 1}, {1, 1, 1, 1}});
   v.push_back({1, 10, 9, 9, 20, 3, 3, 10, {1, 1}, {1, 1}, {1, 1, 1, 1}});  // depth multiplier 2
   v.push_back({2, 16, 12, 12, 16, 5, 5, 16, {1, 1}, {2, 2}, {4, 4, 4, 4}});
+  // Large enough to be split into row chunks across threads (>= 10 MFLOP; see kMinParallelFlops in conv.cpp).
+  v.push_back({1, 64, 30, 29, 64, 3, 3, 1, {1, 1}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({2, 32, 31, 30, 48, 3, 3, 1, {2, 2}, {1, 1}, {0, 1, 2, 1}});
+  v.push_back({1, 48, 28, 28, 40, 3, 3, 1, {1, 1}, {2, 2}, {2, 2, 2, 2}});
+  v.push_back({1, 64, 40, 40, 128, 1, 1});
+  v.push_back({1, 256, 57, 56, 256, 3, 3, 256, {1, 1}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({1, 240, 57, 57, 240, 3, 3, 240, {2, 2}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({1, 3, 97, 96, 64, 7, 7, 1, {2, 2}, {1, 1}, {3, 3, 3, 3}});
   // Every case again without bias, and with each post-op / the residual sum.
   const size_t base = v.size();
   for (size_t i = 0; i < base; ++i) {

@@ -65,6 +65,9 @@ ThreadState& thread_state() {
   return s;
 }
 
+// Below this many flops a conv runs as one chunk on the calling thread (~150 us at 1 thread).
+constexpr double kMinParallelFlops = 10e6;
+
 bool is_reference_impl(const char* impl) { return impl && std::strncmp(impl, "ref", 3) == 0; }
 
 // Begin/end padding and output extent of one spatial dim, as ONNX Conv/pooling define them.
@@ -235,7 +238,10 @@ class FastConv final : public PreparedKernel {
     // Output rows split into one chunk per thread (NHWC), each its own primitive whose padding is
     // the part of the conv's padding its rows see.
     const int64_t ek = (KH - 1) * dil_[0] + 1;
-    const int64_t T = nhwc_ ? std::max<int64_t>(1, std::min<int64_t>(threads, OH)) : 1;
+    // Small convs (mobilenet's 7x7 and 14x14 layers) stay on one thread: waking a worker costs
+    // about as much as the work.
+    const double flops = 2.0 * double(N) * double(M) * double(Cg) * double(KH * KW) * double(OH * OW);
+    const int64_t T = nhwc_ && flops >= kMinParallelFlops ? std::max<int64_t>(1, std::min<int64_t>(threads, OH)) : 1;
     for (int64_t t = 0; t < T; ++t) {
       const int64_t r0 = OH * t / T, r1 = OH * (t + 1) / T;
       if (r1 == r0) continue;
