@@ -658,6 +658,7 @@ void put_program(Writer& w, const npu::Program& p) {
     w.pod_vec(L.q.in_scale); w.pod_vec(L.q.in_zp);
     w.put(L.q.out_scale); w.put(L.q.out_zp); w.u8(static_cast<uint8_t>(L.q.out_type));
     w.pod_vec(L.q.mult); w.pod_vec(L.q.ibias); w.pod_vec(L.q.w_scale);
+    w.put(L.q.mid_scale); w.put(L.q.mid_dq_scale); w.put(L.q.mid_zp); w.put(L.q.mid_dq_zp); w.u8(static_cast<uint8_t>(L.q.mid_type));
   }
   w.u64(p.tasks.size());
   for (const auto& t : p.tasks) {
@@ -710,9 +711,13 @@ npu::Program get_program(Reader& r) {
     L.q.out_scale = r.get<float>(); L.q.out_zp = r.get<int32_t>();
     L.q.out_type = static_cast<DType>(r.u8());
     L.q.mult = r.pod_vec<float>(); L.q.ibias = r.pod_vec<int32_t>(); L.q.w_scale = r.pod_vec<float>();
+    L.q.mid_scale = r.get<float>(); L.q.mid_dq_scale = r.get<float>();
+    L.q.mid_zp = r.get<int32_t>(); L.q.mid_dq_zp = r.get<int32_t>();
+    L.q.mid_type = static_cast<DType>(r.u8());
     if (L.q.on) {
       const bool q8 = L.q.out_type == DType::Int8 || L.q.out_type == DType::UInt8;
       if (L.q.in_zp.size() != L.q.in_scale.size() || (!q8 && L.q.out_type != DType::Undefined)) r.fail("bad INT8 parameters");
+      if (L.q.mid_scale != 0.f && L.q.mid_type != DType::Int8 && L.q.mid_type != DType::UInt8) r.fail("bad INT8 parameters");
       if (L.kind == npu::LayerKind::Gemm || L.op == "QLinearConv") {
         const size_t ch = L.q.mult.size();
         if (!q8 || L.q.in_scale.size() < 2 || ch == 0 || L.q.w_scale.size() != ch || (!L.q.ibias.empty() && L.q.ibias.size() != ch) ||

@@ -27,7 +27,7 @@
 namespace opennpu::cache {
 
 // Bump when the byte layout changes (readers reject every other version).
-constexpr uint32_t kFormatVersion = 2;  // 2: buffer storage types and INT8 layer parameters
+constexpr uint32_t kFormatVersion = 3;  // 2: buffer storage types and INT8 layer parameters; 3: INT8 region chains
 // Bump when the importer, the passes or the NPU compiler change what they produce for the same
 // input. (Entries are also keyed to the exact binary, see build_id(), so this matters for
 // installed releases more than for development builds.)

@@ -452,7 +452,7 @@ TEST(CacheConcurrency, ProcessesLoadingAtOnceAllSucceed) {
 TEST(CacheLayout, StructsTheFormatWasWrittenFor) {
 #if defined(__x86_64__) && defined(__GLIBCXX__)
   EXPECT_EQ(sizeof(npu::Task), 144u);
-  EXPECT_EQ(sizeof(npu::Layer), 856u);
+  EXPECT_EQ(sizeof(npu::Layer), 880u);
   EXPECT_EQ(sizeof(npu::GemmGeom), 264u);
   EXPECT_EQ(sizeof(npu::Buffer), 80u);
   EXPECT_EQ(sizeof(npu::Segment), 64u);

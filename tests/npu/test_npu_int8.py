@@ -7,7 +7,7 @@ ops: small quantized models built here with onnx.helper (QLinearConv with stride
 dilations, groups, depthwise; QLinearMatMul batched/broadcast, constant or activation B;
 com.microsoft QGemm with transB, bias and alpha; odd sizes; uint8 and int8; per-tensor and
 per-channel weight scales; zero points; output scales small enough to saturate; and the
-DequantizeLinear -> float op -> QuantizeLinear regions: Add, Mul, Relu, Clip, MaxPool,
+DequantizeLinear -> float op -> QuantizeLinear regions (also Add -> Q -> DQ -> Relu -> Q): Add, Mul, Relu, Clip, MaxPool,
 AveragePool, GlobalAveragePool, Concat, Reshape, Flatten, standalone Q/DQ). For each, on
 ane_a17pro and ane_m4 (INT8 MACs): `opennpu run --hw P --device npu` (every node on the NPU)
 must give outputs identical to `opennpu run` (CPU reference) in dtype, shape and every bit; on
@@ -150,7 +150,7 @@ def qgemm_case(rng, name, M, K, N, trans_b=True, bias=True, alpha=1.0, per_col=T
 
 
 def region_case(rng, name, op, shapes, attrs=None, extra_inits=(), extra_inputs=(), out_shape=None, t=TensorProto.UINT8,
-                out_scale=0.05, act=None):
+                out_scale=0.05, act=None, chain=False):
     """x_i (int8) -> DQ -> op -> [act] -> Q -> y: the float op between DQ and Q on the NPU."""
     cs = Case(name)
     dq_outs = []
@@ -163,8 +163,13 @@ def region_case(rng, name, op, shapes, attrs=None, extra_inits=(), extra_inputs=
     cs.inits += list(extra_inits)
     cs.nodes.append(helper.make_node(op, dq_outs + list(extra_inputs), ["f"], name="op", **(attrs or {})))
     last = "f"
+    if chain:  # op -> Q -> DQ -> act: the pair a quantizer puts between a residual Add and its Relu
+        cs.inits += [init("ms", np.float32(out_scale * 1.3)), init("mz", np.array(120 if t == TensorProto.UINT8 else 3, NP[t]))]
+        cs.nodes += [helper.make_node("QuantizeLinear", ["f", "ms", "mz"], ["fq"], name="qmid"),
+                     helper.make_node("DequantizeLinear", ["fq", "ms", "mz"], ["fd"], name="dqmid")]
+        last = "fd"
     if act:
-        cs.nodes.append(helper.make_node(act, ["f"], ["fa"], name="act"))
+        cs.nodes.append(helper.make_node(act, [last], ["fa"], name="act"))
         last = "fa"
     cs.inits += [init("ys", np.float32(out_scale)), init("yz", np.array(128 if t == TensorProto.UINT8 else 0, NP[t]))]
     cs.nodes.append(helper.make_node("QuantizeLinear", [last, "ys", "yz"], ["y"], name="q"))
@@ -211,6 +216,8 @@ def op_cases():
         region_case(rng, "add", "Add", [(1, 8, 6, 6), (1, 8, 6, 6)]),
         region_case(rng, "add_relu", "Add", [(1, 8, 5, 7), (1, 8, 5, 7)], act="Relu"),
         region_case(rng, "add_broadcast", "Add", [(2, 4, 3, 5), (1, 4, 1, 5)], out_shape=(2, 4, 3, 5), t=TensorProto.INT8),
+        region_case(rng, "add_q_dq_relu", "Add", [(1, 8, 5, 7), (1, 8, 5, 7)], act="Relu", chain=True),
+        region_case(rng, "add_q_dq_clip_int8", "Add", [(2, 6, 3, 3), (2, 6, 3, 3)], act="Relu", chain=True, t=TensorProto.INT8),
         region_case(rng, "mul", "Mul", [(3, 10), (3, 10)], out_scale=0.2),
         region_case(rng, "relu", "Relu", [(1, 5, 4, 4)]),
         region_case(rng, "clip", "Clip", [(1, 5, 4, 4)],

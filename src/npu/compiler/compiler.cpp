@@ -132,7 +132,7 @@ struct Reasoner {
   std::unordered_map<std::string, int> producer;
   std::unordered_map<std::string, std::vector<int>> readers;
   std::set<std::string> graph_outs;
-  std::vector<int> region_q, region_act;  // Region node -> its absorbed Q / activation node (-1)
+  std::vector<int> region_q, region_act, region_mid;  // Region node -> its absorbed Q / activation / mid Q node (-1)
 
   struct QP {  // per-tensor quantization parameters of a DQ or Q node
     bool ok = false;
@@ -268,6 +268,7 @@ struct Reasoner {
     notes.assign(nodes.size(), "");
     region_q.assign(nodes.size(), -1);
     region_act.assign(nodes.size(), -1);
+    region_mid.assign(nodes.size(), -1);
     for (size_t i = 0; i < nodes.size(); ++i) {
       for (const auto& o : nodes[i].outputs) if (!o.empty()) producer[o] = static_cast<int>(i);
       for (const auto& v : ir::node_reads(nodes[i])) readers[v].push_back(static_cast<int>(i));
@@ -283,7 +284,7 @@ struct Reasoner {
         notes[i] = int8_hw ? "INT8 (W8A8): int32 accumulation, requantized on store" : fp16_note;
         continue;
       }
-      if (is_dq(&n) || is_q(&n)) continue;
+      if (is_dq(&n) || is_q(&n) || role[i] != QRole::None) continue;
       reasons[i] = why_float(n);
       if (!reasons[i].empty() || !is_region_op(n.op_type)) continue;
       // Region candidate: all non-constant data inputs are per-tensor DequantizeLinear outputs ...
@@ -304,7 +305,22 @@ struct Reasoner {
       if (!region || !any_dq) continue;
       // ... and its output reaches exactly one QuantizeLinear, possibly through one Relu/Clip.
       const ir::Node* r = only_reader(n.outputs[0]);
-      int act = -1;
+      int act = -1, mid = -1;
+      // op -> Q -> DQ -> Relu/Clip -> Q: the activation's own quantization pair is absorbed too.
+      if (is_q(r) && q_params(*r).ok && n.op_type != "Relu" && n.op_type != "Clip") {
+        const ir::Node* d = only_reader(r->outputs[0]);
+        const ir::Node* a = d && is_dq(d) && dq_params(*d).ok ? only_reader(d->outputs[0]) : nullptr;
+        const ir::Node* q2 = a && a->domain.empty() && (a->op_type == "Relu" || a->op_type == "Clip") && why_float(*a).empty()
+                                 ? only_reader(a->outputs[0]) : nullptr;
+        if (q2 && is_q(q2) && q_params(*q2).ok) {
+          mid = index_of(*r);
+          role[index_of(*d)] = QRole::DqAbsorbed;
+          notes[index_of(*d)] = "absorbed into " + n.name + " (INT8 region)";
+          role[mid] = QRole::QAbsorbed;
+          notes[mid] = "absorbed into " + n.name + " (INT8 region)";
+          r = a;
+        }
+      }
       if (r && r->domain.empty() && (r->op_type == "Relu" || r->op_type == "Clip") && why_float(*r).empty() &&
           n.op_type != "Relu" && n.op_type != "Clip") {
         act = index_of(*r);
@@ -314,6 +330,7 @@ struct Reasoner {
       role[i] = QRole::Region;
       region_q[i] = index_of(*r);
       region_act[i] = act;
+      region_mid[i] = mid;
       notes[i] = int8_hw ? "INT8 in/out; DequantizeLinear, the op and QuantizeLinear in exact fp32 on the vector unit" : fp16_note;
       role[region_q[i]] = QRole::QAbsorbed;
       notes[region_q[i]] = "absorbed into " + n.name + " (INT8 region)";
@@ -326,7 +343,7 @@ struct Reasoner {
     // 2. DequantizeLinear: absorbed by region layers that read it, else a layer of its own.
     for (size_t i = 0; i < nodes.size(); ++i) {
       const auto& n = nodes[i];
-      if (!is_dq(&n)) continue;
+      if (!is_dq(&n) || role[i] == QRole::DqAbsorbed) continue;
       QP q = dq_params(n);
       bool absorbed = q.ok && !graph_outs.count(n.outputs[0]);
       auto it = readers.find(n.outputs[0]);
@@ -719,6 +736,13 @@ class Lowering {
     L.q.int8 = r_.int8_hw;
     L.q.in_scale = in_s; L.q.in_zp = in_z;
     L.q.out_scale = oq.scale; L.q.out_zp = oq.zp; L.q.out_type = oq.type;
+    if (r_.region_mid[idx] >= 0) {
+      const ir::Node& mq = nodes[r_.region_mid[idx]];
+      const auto mp = r_.q_params(mq);
+      const auto dp = r_.dq_params(*r_.only_reader(mq.outputs[0]));
+      L.q.mid_scale = mp.scale; L.q.mid_zp = mp.zp; L.q.mid_type = mp.type;
+      L.q.mid_dq_scale = dp.scale; L.q.mid_dq_zp = dp.zp;
+    }
     bool identity = !has_act;
     for (size_t k = 0; k < n.inputs.size(); ++k)
       if (in_s[k] != 0.f) identity &= in_s[k] == oq.scale && in_z[k] == oq.zp && r_.dtype_of(n2.inputs[k]) == oq.type;
@@ -730,7 +754,7 @@ class Lowering {
     if (L.kind == LayerKind::Vector) {
       int64_t dq = 0;
       for (float s : in_s) dq += s != 0.f;
-      L.vec_ops_per_elem += dq + 1;  // dequantize each input, quantize the output
+      L.vec_ops_per_elem += dq + 1 + (L.q.mid_scale != 0.f ? 2 : 0);  // dequantize inputs, (re)quantize
       L.flops = L.vec_rows * L.vec_row_elems * L.vec_ops_per_elem;
     }
     return L;

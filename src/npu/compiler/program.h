@@ -81,6 +81,12 @@ struct QuantParams {
   std::vector<float> mult;        // GEMM: requantization multiplier per output channel (groups * N)
   std::vector<int32_t> ibias;     // GEMM: int32 bias per output channel (groups * N), may be empty
   std::vector<float> w_scale;     // GEMM: weight scale per output channel (groups * N)
+  // Region layers that absorbed "op -> Q -> DQ -> Relu/Clip -> Q" (a residual Add and its Relu):
+  // the op's result is quantized with (mid_scale, mid_zp, mid_type), dequantized with
+  // (mid_dq_scale, mid_dq_zp), then the activation and the output quantization follow.
+  float mid_scale = 0, mid_dq_scale = 0;  // 0 = no intermediate quantization
+  int32_t mid_zp = 0, mid_dq_zp = 0;
+  DType mid_type = DType::Undefined;
 };
 
 struct Layer {

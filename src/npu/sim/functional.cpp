@@ -193,8 +193,12 @@ class Exec {
       }
       if (q.out_type != DType::Undefined) {
         const quant::QRange r = quant::qrange(q.out_type);
-        for (float& v : *vals_[L.outputs[0]].data)
+        const quant::QRange mr = quant::qrange(q.mid_type);
+        for (float& v : *vals_[L.outputs[0]].data) {
+          if (q.mid_scale != 0.f)  // the absorbed Q -> DQ pair between the op and its activation
+            v = st(quant::dequantize(quant::quantize(v, q.mid_scale, q.mid_zp, mr), q.mid_dq_zp, q.mid_dq_scale));
           v = static_cast<float>(quant::quantize(st(activate(L, v)), q.out_scale, q.out_zp, r));
+        }
       }
     }
     for (auto& [b, v] : saved) vals_[b] = v;
