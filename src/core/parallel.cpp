@@ -1,7 +1,10 @@
 #include "core/parallel.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -14,7 +17,25 @@ namespace {
 std::atomic<int> g_threads{1};
 thread_local bool t_in_region = false;
 
-// A fixed pool of workers; one parallel_for at a time (serialised by a mutex).
+// Spins (pause instructions) until pred() holds or `budget` has passed; returns pred(). Kernels
+// run parallel regions back to back (one per layer), so a worker that just finished usually gets
+// the next task within microseconds: spinning briefly avoids a futex sleep and wake-up (tens of
+// microseconds each, and the core may be given away meanwhile) on every layer.
+template <class P>
+bool spin_until(P pred, std::chrono::microseconds budget) {
+  const auto end = std::chrono::steady_clock::now() + budget;
+  for (int i = 0;; ++i) {
+    if (pred()) return true;
+    _mm_pause();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > end) return pred();
+  }
+}
+constexpr std::chrono::microseconds kSpin{200};
+
+// A fixed pool of workers; one parallel_for at a time (serialised by a mutex). Workers spin for
+// kSpin after each task before sleeping on the condition variable; the caller spins likewise
+// while waiting for the workers. Only threads of the current region spin, so `--threads N` still
+// means at most N threads busy.
 class Pool {
  public:
   static Pool& get() { static Pool p; return p; }
@@ -32,6 +53,7 @@ class Pool {
     t_in_region = true;
     task(0);
     t_in_region = false;
+    spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, kSpin);
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, [&] { return pending_ == 0; });
     task_ = nullptr;
@@ -53,6 +75,7 @@ class Pool {
     uint64_t seen = 0;
     for (;;) {
       const std::function<void(int)>* task;
+      spin_until([&] { return gen_.load(std::memory_order_acquire) != seen; }, kSpin);
       {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
@@ -72,8 +95,9 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
   const std::function<void(int)>* task_ = nullptr;
-  int active_ = 0, pending_ = 0;
-  uint64_t gen_ = 0;
+  int active_ = 0;
+  std::atomic<int> pending_{0};       // written under mu_, read without it while spinning
+  std::atomic<uint64_t> gen_{0};      // likewise
   bool stop_ = false;
 };
 }  // namespace
