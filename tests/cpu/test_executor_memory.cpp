@@ -11,28 +11,14 @@
 
 #include "core/buffer_pool.h"
 #include "cpu/executor.h"
+#include "graph_builders.h"
 
 using namespace opennpu;
 
 namespace {
 
-ir::ValueInfo vi(const std::string& name, Shape shape) {
-  ir::ValueInfo v;
-  v.name = name;
-  v.dtype = DType::Float32;
-  v.has_shape = true;
-  for (auto d : shape) v.dims.push_back(ir::Dim{d, ""});
-  return v;
-}
-
-ir::Node node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
-  ir::Node n;
-  n.name = op + "_" + out[0];
-  n.op_type = op;
-  n.inputs = std::move(in);
-  n.outputs = std::move(out);
-  return n;
-}
+using test_graph::node;
+using test_graph::vi;
 
 // A chain with fan-out and a residual: values die at different points, some inputs are read
 // twice by one node, one intermediate is also a graph output (must never be reused in place).

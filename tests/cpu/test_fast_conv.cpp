@@ -17,6 +17,7 @@
 #include "core/parallel.h"
 #include "cpu/executor.h"
 #include "cpu/fast/conv.h"
+#include "graph_builders.h"
 
 using namespace opennpu;
 using namespace opennpu::cpu;
@@ -295,26 +296,14 @@ TEST(FastPool, MatchesReference) {
 
 namespace {
 
-ir::ValueInfo vi(const std::string& name, Shape shape) {
-  ir::ValueInfo v;
-  v.name = name;
-  v.dtype = DType::Float32;
-  v.has_shape = true;
-  for (auto d : shape) v.dims.push_back(ir::Dim{d, ""});
-  return v;
-}
+using test_graph::vi;
 
 struct Builder {
   ir::Model m;
   uint32_t seed = 7;
   Builder() { m.opsets[""] = 13; }
   ir::Node& node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
-    ir::Node n;
-    n.name = op + "_" + out[0];
-    n.op_type = op;
-    n.inputs = std::move(in);
-    n.outputs = std::move(out);
-    m.graph.nodes.push_back(n);
+    m.graph.nodes.push_back(test_graph::node(op, std::move(in), std::move(out)));
     return m.graph.nodes.back();
   }
   void conv(const std::string& x, const std::string& y, int64_t C, int64_t M, int64_t k, int64_t stride, int64_t group = 1) {

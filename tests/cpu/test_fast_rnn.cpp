@@ -19,6 +19,7 @@
 #include "core/parallel.h"
 #include "cpu/executor.h"
 #include "cpu/fast/fast.h"
+#include "graph_builders.h"
 
 namespace opennpu::cpu {
 void fast_rnn_force_isa(int isa);
@@ -60,14 +61,7 @@ Tensor random_tensor(std::mt19937& rng, Shape shape, float lo, float hi) {
   return t;
 }
 
-ir::ValueInfo vi(const std::string& name, DType dt, const Shape& s) {
-  ir::ValueInfo v;
-  v.name = name;
-  v.dtype = dt;
-  v.has_shape = true;
-  for (int64_t d : s) v.dims.push_back(ir::Dim{d, ""});
-  return v;
-}
+using test_graph::vi;
 
 struct Built {
   ir::Model model;
