@@ -37,6 +37,7 @@
 
 #include "core/parallel.h"
 #include "cpu/fast/conv.h"
+#include "cpu/fast/onednn_util.h"
 
 namespace opennpu::cpu {
 
@@ -47,23 +48,9 @@ using tag = memory::format_tag;
 using ddt = memory::data_type;
 using dims = memory::dims;
 
-dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-
-struct ThreadState {
-  dnnl::stream stream{engine()};
-  std::vector<char> scratch;
-  char* scratchpad(size_t n) {
-    if (scratch.size() < n) scratch.resize(n);
-    return scratch.data();
-  }
-};
-ThreadState& thread_state() {
-  static thread_local ThreadState s;
-  return s;
-}
+using onednn::engine;
+using onednn::thread_state;
+using onednn::ThreadState;
 
 // Below this many flops a conv runs as one chunk on the calling thread (~150 us at 1 thread).
 constexpr double kMinParallelFlops = 10e6;

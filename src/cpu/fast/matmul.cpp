@@ -29,6 +29,7 @@
 #include "cpu/fast/fast.h"
 #include "cpu/fast/fuse.h"
 #include "cpu/fast/matmul.h"
+#include "cpu/fast/onednn_util.h"
 
 namespace opennpu::cpu {
 
@@ -38,25 +39,9 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using ddt = memory::data_type;
 
-dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-
-// Per-thread stream and scratchpad (primitives run with a user scratchpad so that one primitive
-// may execute on several threads at once).
-struct ThreadState {
-  dnnl::stream stream{engine()};
-  std::vector<char> scratch;
-  char* scratchpad(size_t n) {
-    if (scratch.size() < n) scratch.resize(n);
-    return scratch.data();
-  }
-};
-ThreadState& thread_state() {
-  static thread_local ThreadState s;
-  return s;
-}
+using onednn::engine;
+using onednn::thread_state;
+using onednn::ThreadState;
 
 // One packed weight [K, N] (optionally scaled by alpha), shared by every kernel that uses it.
 struct Packed {
