@@ -178,6 +178,43 @@ void rewrite(ir::Graph& g, const std::vector<bool>& dead, std::map<int, ir::Node
   g.nodes = std::move(out);
 }
 
+// What a fusion pass collects while it walks the graph: the nodes to remove and the replacement
+// nodes, each keyed by the index of the node whose position it takes (its anchor).
+struct Fusions {
+  std::vector<bool> dead;
+  std::map<int, ir::Node> repl;
+  int count = 0;
+  explicit Fusions(const ir::Graph& g) : dead(g.nodes.size(), false) {}
+  // Whether one of `nodes` is already removed or replaced by an earlier match.
+  bool taken(const std::vector<int>& nodes) const {
+    for (int k : nodes)
+      if (dead[k] || repl.count(k)) return true;
+    return false;
+  }
+  // Removes `nodes` and puts `f` at the position of `anchor`.
+  void replace(const std::vector<int>& nodes, int anchor, ir::Node f) {
+    for (int k : nodes) dead[k] = true;
+    repl[anchor] = std::move(f);
+    ++count;
+  }
+  // Rewrites g; returns the number of fusions.
+  int apply(ir::Graph& g) {
+    if (count) rewrite(g, dead, repl);
+    return count;
+  }
+};
+
+// A node of the opennpu.cpu domain.
+ir::Node cpu_node(std::string name, const char* op, std::vector<std::string> inputs, std::vector<std::string> outputs) {
+  ir::Node n;
+  n.name = std::move(name);
+  n.op_type = op;
+  n.domain = kCpuDomain;
+  n.inputs = std::move(inputs);
+  n.outputs = std::move(outputs);
+  return n;
+}
+
 bool reduce_last_axis(const ir::Graph& g, const ir::Node& n) {
   if (!is_op(n, "ReduceMean") || n.inputs.size() != 1 || n.attr_i("keepdims", 1) != 1) return false;
   auto axes = n.attr_ints("axes");
@@ -190,12 +227,10 @@ bool reduce_last_axis(const ir::Graph& g, const ir::Node& n) {
 int fuse_layernorm(ir::Model& m) {
   ir::Graph& g = m.graph;
   Uses u(g);
-  std::vector<bool> dead(g.nodes.size(), false);
-  std::map<int, ir::Node> repl;
-  int count = 0;
+  Fusions fx(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const ir::Node& rm = g.nodes[i];
-    if (dead[i] || !reduce_last_axis(g, rm)) continue;
+    if (fx.dead[i] || !reduce_last_axis(g, rm)) continue;
     const std::string& x = rm.inputs[0];
     const std::string& mean = rm.outputs[0];
     int isub = u.only_reader(mean);
@@ -237,65 +272,42 @@ int fuse_layernorm(ir::Model& m) {
         out = g.nodes[ib].outputs[0];
       }
     }
-    bool taken = false;
-    for (int k : nodes) taken |= dead[k] || repl.count(k);
-    if (taken) continue;
-    ir::Node ln;
-    ln.name = g.nodes[isub].name + "/LayerNorm";
-    ln.op_type = "LayerNorm";
-    ln.domain = kCpuDomain;
-    ln.inputs = {x, gamma, beta};
+    if (fx.taken(nodes)) continue;
+    ir::Node ln = cpu_node(g.nodes[isub].name + "/LayerNorm", "LayerNorm", {x, gamma, beta}, {out});
     while (!ln.inputs.empty() && ln.inputs.back().empty()) ln.inputs.pop_back();
-    ln.outputs = {out};
     ir::Attribute e;
     e.kind = ir::Attribute::Kind::Float;
     e.f = eps;
     ln.attrs["epsilon"] = e;
-    int anchor = *std::max_element(nodes.begin(), nodes.end());
-    for (int k : nodes) dead[k] = true;
-    repl[anchor] = std::move(ln);
-    ++count;
+    fx.replace(nodes, *std::max_element(nodes.begin(), nodes.end()), std::move(ln));
   }
-  if (count) rewrite(g, dead, repl);
-  return count;
+  return fx.apply(g);
 }
 
 int fuse_matmul_bias(ir::Model& m) {
   ir::Graph& g = m.graph;
   Uses u(g);
-  std::vector<bool> dead(g.nodes.size(), false);
-  std::map<int, ir::Node> repl;
-  int count = 0;
+  Fusions fx(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const ir::Node& mm = g.nodes[i];
     if (!is_op(mm, "MatMul") || mm.inputs.size() != 2) continue;
     const Tensor* W = const_init(g, mm.inputs[1]);
     if (!W || W->dtype() != DType::Float32 || W->rank() != 2) continue;
     int ia = u.only_reader(mm.outputs[0]);
-    if (ia < 0 || !is_op(g.nodes[ia], "Add") || dead[ia]) continue;
+    if (ia < 0 || !is_op(g.nodes[ia], "Add") || fx.dead[ia]) continue;
     const std::string bias = other_input(g.nodes[ia], mm.outputs[0]);
     const Tensor* B = const_init(g, bias);
     if (!B || B->dtype() != DType::Float32 || B->rank() != 1 || B->dim(0) != W->dim(1)) continue;
-    ir::Node f;
-    f.name = mm.name + "/FusedMatMul";
-    f.op_type = "FusedMatMul";
-    f.domain = kCpuDomain;
-    f.inputs = {mm.inputs[0], mm.inputs[1], bias};
-    f.outputs = {g.nodes[ia].outputs[0]};
-    dead[i] = dead[ia] = true;
-    repl[ia] = std::move(f);
-    ++count;
+    fx.replace({static_cast<int>(i), ia}, ia,
+               cpu_node(mm.name + "/FusedMatMul", "FusedMatMul", {mm.inputs[0], mm.inputs[1], bias}, {g.nodes[ia].outputs[0]}));
   }
-  if (count) rewrite(g, dead, repl);
-  return count;
+  return fx.apply(g);
 }
 
 int fuse_gelu(ir::Model& m) {
   ir::Graph& g = m.graph;
   Uses u(g);
-  std::vector<bool> dead(g.nodes.size(), false);
-  std::map<int, ir::Node> repl;
-  int count = 0;
+  Fusions fx(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const ir::Node& dv = g.nodes[i];
     float c;
@@ -329,12 +341,10 @@ int fuse_gelu(ir::Model& m) {
       out = g.nodes[im1].outputs[0];
     }
     // The producer of y takes the activation when the pattern is y's only reader (Div and one Mul).
-    bool taken = false;
-    for (int k : nodes) taken |= dead[k] || repl.count(k);
-    if (taken) continue;
+    if (fx.taken(nodes)) continue;
     int anchor = *std::max_element(nodes.begin(), nodes.end());
     int ip = u.prod(y);
-    const bool fold = ip >= 0 && !dead[ip] && !repl.count(ip) && u.of(y).size() == 2 && !u.is_output(y) &&
+    const bool fold = ip >= 0 && !fx.taken({ip}) && u.of(y).size() == 2 && !u.is_output(y) &&
                       ((g.nodes[ip].op_type == "FusedMatMul" && g.nodes[ip].domain == kCpuDomain &&
                         g.nodes[ip].attr_s("activation", "").empty()) ||
                        (is_op(g.nodes[ip], "MatMul") && const_init(g, g.nodes[ip].inputs[1]) &&
@@ -348,27 +358,28 @@ int fuse_gelu(ir::Model& m) {
         f.domain = kCpuDomain;
         f.name += "/FusedMatMul";
       }
-      dead[ip] = true;
+      fx.dead[ip] = true;
     } else {
-      f.name = dv.name + "/Gelu";
-      f.op_type = "Gelu";
-      f.domain = kCpuDomain;
-      f.inputs = {y};
+      f = cpu_node(dv.name + "/Gelu", "Gelu", {y}, {});
     }
     ir::Attribute act;
     act.kind = ir::Attribute::Kind::String;
     act.s = "Gelu";
     if (fold) f.attrs["activation"] = act;
     f.outputs = {out};
-    for (int k : nodes) dead[k] = true;
-    repl[anchor] = std::move(f);
-    ++count;
+    fx.replace(nodes, anchor, std::move(f));
   }
-  if (count) rewrite(g, dead, repl);
-  return count;
+  return fx.apply(g);
 }
 
 // ---- fast kernels -------------------------------------------------------------------------------
+
+// Output 0 as a float32 tensor of X's shape (X is input 0): input 0's buffer when the executor
+// lets the kernel reuse it, else a new uninitialised one.
+Tensor& output_like_input0(KernelContext& ctx, const Tensor& X) {
+  return ctx.input_reusable(0) ? ctx.reuse_input_as_output(0, 0, X.shape())
+                               : ctx.alloc_output(0, DType::Float32, X.shape(), KernelContext::Init::Uninit);
+}
 
 // exp for x <= 88.7 (inputs below -87.3 give ~1e-38 rather than 0 / denormals).
 __attribute__((target("avx512f"))) inline __m512 exp512(__m512 x) {
@@ -543,8 +554,7 @@ class LayerNormKernel final : public PreparedKernel {
     for (const Tensor* t : {G, B})
       if (t) ctx.check(t->dtype() == DType::Float32 && t->rank() == 1 && (t->numel() == n || (!onnx_ && t->numel() == 1)),
                        "scale/bias must be float32 [{}], got {}", n, shape_str(t->shape()));
-    Tensor& Y = ctx.input_reusable(0) ? ctx.reuse_input_as_output(0, 0, X.shape())
-                                      : ctx.alloc_output(0, DType::Float32, X.shape(), KernelContext::Init::Uninit);
+    Tensor& Y = output_like_input0(ctx, X);
     const float* x = X.data<float>();
     float* y = Y.data<float>();
     const float* g = G ? G->data<float>() : nullptr;
@@ -589,8 +599,7 @@ class SoftmaxKernel final : public PreparedKernel {
     // Only float32 over the last axis here; anything else (and every error) by the reference.
     if (X.dtype() != DType::Float32 || X.rank() < 1 || axis != X.rank() - 1 || X.numel() == 0) { ref_->fn(ctx); return; }
     const int64_t n = X.dim(X.rank() - 1), rows = X.numel() / n;
-    Tensor& Y = ctx.input_reusable(0) ? ctx.reuse_input_as_output(0, 0, X.shape())
-                                      : ctx.alloc_output(0, DType::Float32, X.shape(), KernelContext::Init::Uninit);
+    Tensor& Y = output_like_input0(ctx, X);
     const float* x = X.data<float>();
     float* y = Y.data<float>();
     parallel_for(rows, [&](int64_t lo, int64_t hi) { softmax_rows(x + lo * n, y + lo * n, hi - lo, n); }, row_grain(n));
@@ -614,8 +623,7 @@ class GeluKernel final : public PreparedKernel {
   void run(KernelContext& ctx) const override {
     const Tensor& X = ctx.input(0);
     if (X.dtype() != DType::Float32) { GeluRef(ctx); return; }
-    Tensor& Y = ctx.input_reusable(0) ? ctx.reuse_input_as_output(0, 0, X.shape())
-                                      : ctx.alloc_output(0, DType::Float32, X.shape(), KernelContext::Init::Uninit);
+    Tensor& Y = output_like_input0(ctx, X);
     const float* x = X.data<float>();
     float* y = Y.data<float>();
     parallel_for(X.numel(), [&](int64_t lo, int64_t hi) {
