@@ -498,7 +498,7 @@ class FastRnn final : public PreparedKernel {
     // Per-step GEMM on the packed R; large ones split over column blocks when threads are free.
     auto rec_gemm = [&](const float* A, int64_t lda, const Packed& P, float* C) {
       const int64_t work = batch * P.K * P.width();
-      if (work >= (int64_t(1) << 17) && num_threads() > 1 && !in_parallel_region())
+      if (work >= (int64_t(1) << 21) && num_threads() > 1 && !in_parallel_region())
         parallel_for(P.nblk, [&](int64_t b0, int64_t b1) { ops.gemm(A, lda, batch, P.K, P.data.data(), nullptr, b0, b1, C, P.width()); }, 4);
       else
         ops.gemm(A, lda, batch, P.K, P.data.data(), nullptr, 0, P.nblk, C, P.width());
