@@ -20,6 +20,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "npu/arch/hardware.h"
@@ -174,5 +175,8 @@ RunStats run_sweep(const Sweep& s, const Expansion& e, const std::string& dir, c
 
 // Splits one CSV line (the format written here: fields quoted only when they hold , or ").
 std::vector<std::string> split_csv(const std::string& line);
+
+// 64-bit FNV-1a of s (content hashes and point keys; the same on every machine).
+uint64_t fnv1a64(std::string_view s);
 
 }  // namespace opennpu::explore

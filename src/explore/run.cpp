@@ -32,14 +32,6 @@ namespace opennpu::explore {
 
 namespace {
 
-uint64_t fnv(std::string_view s, uint64_t h = 14695981039346656037ull) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 // Fixed, locale-free number text: the same on every machine, so rows compare as strings.
 std::string g(double v) { return fmt::format("{:.10g}", v); }
 
@@ -98,7 +90,7 @@ std::string point_key(const Sweep& s, const DesignPoint& p, int model) {
   std::string k = p.hw.canonical_string() + fmt::format("model={};size={};fidelity={};area={}", s.models[model].name,
                                                          ec ? 0 : size, s.functional ? "functional" : "timing",
                                                          g(p.area_mm2));
-  return fmt::format("{:016x}", fnv(k));
+  return fmt::format("{:016x}", fnv1a64(k));
 }
 
 // ---------------------------------------------------------------------------------------------

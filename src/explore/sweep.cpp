@@ -17,15 +17,16 @@ namespace fs = std::filesystem;
 
 namespace opennpu::explore {
 
-namespace {
-
-uint64_t fnv(std::string_view s, uint64_t h = 14695981039346656037ull) {
+uint64_t fnv1a64(std::string_view s) {
+  uint64_t h = 14695981039346656037ull;
   for (unsigned char c : s) {
     h ^= c;
     h *= 1099511628211ull;
   }
   return h;
 }
+
+namespace {
 
 std::string num(double v) {
   std::string s = fmt::format("{:.17g}", v);
@@ -285,7 +286,7 @@ Sweep Sweep::load(const std::string& path, const std::string& models_dir) {
 Sweep Sweep::parse(const std::string& text, const std::string& file, const std::string& models_dir_override) {
   Sweep s;
   s.file = file;
-  s.content_hash = fnv(text);
+  s.content_hash = fnv1a64(text);
   toml::table root;
   try {
     root = toml::parse(text, file);
@@ -477,7 +478,7 @@ uint64_t compile_key_of(const npu::HardwareConfig& h) {
   std::string s = fmt::format("cores={};rows={};cols={};df={};sram={};lanes={};align={};ops={};dtypes={};lut={}", h.cores,
                               h.mac.rows, h.mac.cols, npu::dataflow_name(h.mac.dataflow), h.sram.bytes, h.vector.lanes,
                               h.memory.row_alignment_bytes, sorted(h.ops), sorted(h.dtypes), sorted(h.vector.lut_activations));
-  return fnv(s);
+  return fnv1a64(s);
 }
 
 }  // namespace
