@@ -1,6 +1,9 @@
-// Helpers shared by the CLI commands: --dim parsing and seeded inputs.
+// Helpers shared by the CLI commands: --dim parsing, seeded inputs, latency timing.
 #include "tools/cli_util.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <random>
 
@@ -49,4 +52,27 @@ NamedTensors make_inputs(const Model& m, const std::vector<std::string>& files, 
     feeds[in.name] = t;
   }
   return feeds;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+LatencyDist time_runs(const Model& m, const NamedTensors& feeds, int runs, int warmup) {
+  LatencyDist d;
+  double t0 = now_s();
+  m.predict(feeds);
+  d.first = now_s() - t0;
+  for (int i = 0; i < warmup; ++i) m.predict(feeds);
+  std::vector<double> v;
+  for (int i = 0; i < runs; ++i) {
+    double a = now_s();
+    m.predict(feeds);
+    v.push_back(now_s() - a);
+  }
+  std::sort(v.begin(), v.end());
+  d.min = v.front();
+  d.median = v[v.size() / 2];
+  d.p90 = v[std::min(v.size() - 1, static_cast<size_t>(std::ceil(0.9 * v.size())) - 1)];
+  return d;
 }

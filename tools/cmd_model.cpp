@@ -22,32 +22,6 @@ using namespace opennpu;
 
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-
-struct Dist { double first = 0, median = 0, p90 = 0, min = 0; };
-Dist time_runs(const Model& m, const NamedTensors& feeds, int runs, int warmup) {
-  Dist d;
-  double t0 = now_s();
-  m.predict(feeds);
-  d.first = now_s() - t0;
-  for (int i = 0; i < warmup; ++i) m.predict(feeds);
-  std::vector<double> v;
-  for (int i = 0; i < runs; ++i) {
-    double a = now_s();
-    m.predict(feeds);
-    v.push_back(now_s() - a);
-  }
-  std::sort(v.begin(), v.end());
-  d.min = v.front();
-  d.median = v[v.size() / 2];
-  d.p90 = v[std::min(v.size() - 1, static_cast<size_t>(std::ceil(0.9 * v.size())) - 1)];
-  return d;
-}
-
-
 // Per node: device, reason, simulated time (NPU) — the compute plan.
 json plan_json(const Model::Impl& im) {
   json nodes = json::array();
@@ -162,7 +136,7 @@ void add_model_commands(CLI::App& app) {
     double cpu_load = now_s() - t0;
     NamedTensors feeds = make_inputs(cpu, o->inputs, o->seed);
     progress.stage("CPU: timing predictions");
-    Dist cd = time_runs(cpu, feeds, o->runs, o->warmup);
+    LatencyDist cd = time_runs(cpu, feeds, o->runs, o->warmup);
     json cpu_j = {{"load_ms", cpu_load * 1e3}, {"first_ms", cd.first * 1e3}, {"median_ms", cd.median * 1e3},
                   {"p90_ms", cd.p90 * 1e3}, {"min_ms", cd.min * 1e3}, {"threads", num_threads()}};
     if (o->device == "cpu") {

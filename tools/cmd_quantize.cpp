@@ -15,6 +15,7 @@
 #include "quant/quantize.h"
 #include "runtime/model_impl.h"
 #include "runtime/report.h"
+#include "tools/cli_util.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
 
@@ -22,23 +23,6 @@ using json = nlohmann::json;
 using namespace opennpu;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Median CPU latency over `runs` predictions after one untimed and `warmup` more.
-double median_latency(const Model& m, const NamedTensors& feeds, int runs, int warmup) {
-  for (int i = 0; i < 1 + warmup; ++i) m.predict(feeds);
-  std::vector<double> v;
-  for (int i = 0; i < runs; ++i) {
-    double a = now_s();
-    m.predict(feeds);
-    v.push_back(now_s() - a);
-  }
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // One model's column of the comparison.
 json measure_column(const std::string& path, const BenchCompareArgs& a, const NamedTensors& feeds, Progress& progress,
@@ -50,7 +34,7 @@ json measure_column(const std::string& path, const BenchCompareArgs& a, const Na
   progress.stage(tag + ": CPU load");
   Model cpu = Model::load(path, lo);
   progress.stage(tag + ": CPU timing");
-  col["cpu_median_ms"] = median_latency(cpu, feeds, a.runs, a.warmup) * 1e3;
+  col["cpu_median_ms"] = time_runs(cpu, feeds, a.runs, a.warmup).median * 1e3;
   if (a.device != "cpu") {
     lo.compute_units = ComputeUnits::all;
     lo.hardware = a.hw;
