@@ -157,6 +157,13 @@ Model Model::load(const std::string& path, const LoadOptions& opts) {
         cs->model.graph.nodes.push_back(n);
         for (const auto& o : n.outputs) if (!o.empty()) cs->outputs.push_back(o);
       }
+      // Every value the segment computes may be read later by the host or an NPU segment:
+      // declaring them as graph outputs keeps the CPU passes from fusing any of them away.
+      for (const auto& o : cs->outputs) {
+        ir::ValueInfo vi;
+        vi.name = o;
+        cs->model.graph.outputs.push_back(vi);
+      }
       cs->exec = std::make_unique<cpu::Executor>(cs->model, run_opts);
       impl->cpu_segments.push_back(std::move(cs));
     }

@@ -88,14 +88,15 @@ CpuTimes time_cpu_segments(const Model& m, const NamedTensors& feeds, int warmup
       continue;
     }
     const CpuSegment& cs = *im.cpu_segments.at(si);
-    // The segment's model holds copies of the graph's nodes, in the segment's node order.
-    std::unordered_map<const ir::Node*, int> graph_index;
+    // The segment's model holds copies of the graph's nodes, in the segment's node order; the
+    // executor runs its own copy of that (CPU passes), so nodes are matched by name.
+    std::unordered_map<std::string, int> graph_index;
     for (size_t k = 0; k < cs.model.graph.nodes.size() && k < seg.nodes.size(); ++k)
-      graph_index[&cs.model.graph.nodes[k]] = seg.nodes[k];
+      graph_index[cs.model.graph.nodes[k].name] = seg.nodes[k];
     auto& rec = ct.node_seconds[si];
     cpu::RunOptions ro;
     ro.on_node = [&](const ir::Node& n, double s) {
-      auto it = graph_index.find(&n);
+      auto it = graph_index.find(n.name);
       if (it != graph_index.end()) rec.emplace_back(it->second, s);
     };
     cpu::Executor exec(cs.model, ro);

@@ -135,6 +135,12 @@ class FastConv final : public PreparedKernel {
     for (const char* a : {"strides", "dilations", "pads"})
       if (pc.has_attr(a) && pc.attr_ints(a).size() != (std::string(a) == "pads" ? 4u : 2u))
         return *why = std::string("attribute ") + a + " has the wrong length", nullptr;
+    // Invalid values are the reference kernel's to report (it names the node and attribute).
+    for (const char* a : {"strides", "dilations"})
+      for (int64_t v : pc.attr_ints(a))
+        if (v < 1) return *why = std::string(a) + " < 1", nullptr;
+    for (int64_t v : pc.attr_ints("pads"))
+      if (v < 0) return *why = "negative pads", nullptr;
     const std::string act = pc.attr_s("activation", "");
     if (!(act.empty() || act == "Relu" || act == "LeakyRelu" || act == "Clip" || act == "Sigmoid" || act == "Tanh"))
       return *why = "activation " + act, nullptr;
@@ -343,6 +349,11 @@ class FastPool final : public PreparedKernel {
       if (pc.attr_ints("kernel_shape").size() != 2) return *why = "not 2-D", nullptr;
       if (pc.has_attr("strides") && pc.attr_ints("strides").size() != 2) return *why = "strides not 2-D", nullptr;
       if (pc.has_attr("pads") && pc.attr_ints("pads").size() != 4) return *why = "pads not 2-D", nullptr;
+      for (const char* a : {"strides", "kernel_shape"})
+        for (int64_t v : pc.attr_ints(a))
+          if (v < 1) return *why = std::string(a) + " < 1", nullptr;
+      for (int64_t v : pc.attr_ints("pads"))
+        if (v < 0) return *why = "negative pads", nullptr;
     }
     const KernelDef* ref = reference_of(pc);
     if (!ref) return *why = "no reference kernel", nullptr;
