@@ -77,8 +77,12 @@ struct V {
 }  // namespace generic
 
 // ---- the AVX2 + FMA instantiation ----------------------------------------------------------------
+#ifdef __clang__  // clang ignores GCC's target pragma; this is its equivalent
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 namespace avx2 {
 struct V {
   using T = __m256;
@@ -144,11 +148,19 @@ struct V {
 };
 #include "cpu/fast/rnn_cells.inc"
 }  // namespace avx2
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 // ---- the AVX-512 instantiation (same algorithms, 16 floats per vector) ----------------------------
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx2,fma")
+#endif
 namespace avx512 {
 struct V {
   using T = __m512;
@@ -209,7 +221,11 @@ struct V {
 };
 #include "cpu/fast/rnn_cells.inc"
 }  // namespace avx512
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 // The inner loops of one ISA.
 struct Ops {
