@@ -24,7 +24,11 @@ namespace {
 enum class Bin { Add, Sub, Mul, Div };
 enum class Un { Relu, Neg, Clip };
 
+#ifdef __clang__  // clang 14 cannot multiversion templates (the sanitizer/fuzz build): baseline code
+#define ONPU_CLONES
+#else
 #define ONPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 
 // y[i] = a[i] op b[i % nb] (nb == n: same shape; nb == 1: scalar; else inner broadcast).
 // b_first swaps the operands (b op a) for a scalar/broadcast *first* operand.
