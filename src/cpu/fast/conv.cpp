@@ -226,6 +226,12 @@ class FastConv final : public PreparedKernel {
     int64_t pt = pads_[0], pl = pads_[1], pb = pads_[2], pr = pads_[3], OH = 0, OW = 0;
     if (!spatial(auto_pad_, H, KH, strides_[0], dil_[0], pt, pb, OH)) return;
     if (!spatial(auto_pad_, Wd, KW, strides_[1], dil_[1], pl, pr, OW)) return;
+    // An output too large to count (hostile dims) is the reference kernel's to report.
+    try {
+      if (static_cast<uint64_t>(checked_numel({N, M, OH, OW})) > max_tensor_bytes() / sizeof(float)) return;
+    } catch (const Error&) {
+      return;
+    }
     const dims wdims = G == 1 ? dims{M, C, KH, KW} : dims{G, M / G, Cg, KH, KW};
     p.bias = memory::desc({M}, ddt::f32, tag::x);
     // Output rows split into one chunk per thread (NHWC), each its own primitive whose padding is
@@ -233,7 +239,7 @@ class FastConv final : public PreparedKernel {
     const int64_t ek = (KH - 1) * dil_[0] + 1;
     // Small convs (mobilenet's 7x7 and 14x14 layers) stay on one thread: waking a worker costs
     // about as much as the work.
-    const double flops = 2.0 * double(N) * double(M) * double(Cg) * double(KH * KW) * double(OH * OW);
+    const double flops = 2.0 * double(N) * double(M) * double(Cg) * double(KH) * double(KW) * double(OH) * double(OW);
     const int64_t T = nhwc_ && flops >= kMinParallelFlops ? std::max<int64_t>(1, std::min<int64_t>(threads, OH)) : 1;
     for (int64_t t = 0; t < T; ++t) {
       const int64_t r0 = OH * t / T, r1 = OH * (t + 1) / T;
