@@ -46,23 +46,6 @@ const ir::ValueInfo* PrepareContext::output_info(size_t i) const {
   return graph_.find_value_info(n);
 }
 
-int64_t PrepareContext::attr_i(const std::string& name, int64_t def) const {
-  auto it = node_.attrs.find(name);
-  return it == node_.attrs.end() ? def : it->second.i;
-}
-float PrepareContext::attr_f(const std::string& name, float def) const {
-  auto it = node_.attrs.find(name);
-  return it == node_.attrs.end() ? def : it->second.f;
-}
-std::string PrepareContext::attr_s(const std::string& name, const std::string& def) const {
-  auto it = node_.attrs.find(name);
-  return it == node_.attrs.end() ? def : it->second.s;
-}
-std::vector<int64_t> PrepareContext::attr_ints(const std::string& name) const {
-  auto it = node_.attrs.find(name);
-  return it == node_.attrs.end() ? std::vector<int64_t>{} : it->second.ints;
-}
-
 std::unique_ptr<PreparedKernel> FastRegistry::prepare(const PrepareContext& pc, std::string* why) const {
   const ir::Node& n = pc.node();
   const std::string dom = n.domain == "ai.onnx" ? "" : n.domain;

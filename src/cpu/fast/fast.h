@@ -44,12 +44,12 @@ class PrepareContext {
   // per shape, thread-safely), or decline.
   const ir::ValueInfo* input_info(size_t i) const;
   const ir::ValueInfo* output_info(size_t i) const;
-  // Attribute helpers (defaults as ONNX).
-  int64_t attr_i(const std::string& name, int64_t def) const;
-  float attr_f(const std::string& name, float def) const;
-  std::string attr_s(const std::string& name, const std::string& def) const;
-  std::vector<int64_t> attr_ints(const std::string& name) const;
-  bool has_attr(const std::string& name) const { return node_.attrs.count(name) != 0; }
+  // Attribute helpers: the node's own (same type checks and defaults as the reference kernels).
+  int64_t attr_i(const std::string& name, int64_t def) const { return node_.attr_i(name, def); }
+  float attr_f(const std::string& name, float def) const { return node_.attr_f(name, def); }
+  std::string attr_s(const std::string& name, const std::string& def) const { return node_.attr_s(name, def); }
+  std::vector<int64_t> attr_ints(const std::string& name) const { return node_.attr_ints(name); }
+  bool has_attr(const std::string& name) const { return node_.has_attr(name); }
 
  private:
   const ir::Model& model_;
