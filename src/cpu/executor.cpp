@@ -18,6 +18,16 @@ const Tensor* Scope::find(const std::string& n) const {
 }
 
 namespace {
+// Calls fn on every subgraph (If branches, Loop/Scan bodies) of node n.
+template <class F>
+void for_each_subgraph(const ir::Node& n, F&& fn) {
+  for (const auto& [_, a] : n.attrs) {
+    if (a.kind == ir::Attribute::Kind::Graph && a.g) fn(*a.g);
+    if (a.kind == ir::Attribute::Kind::Graphs)
+      for (const auto& sg : a.graphs) if (sg) fn(*sg);
+  }
+}
+
 void collect_kernels(const ir::Model& m, const ir::Graph& g, std::unordered_map<const ir::Node*, const KernelDef*>& out,
                      std::vector<std::string>* problems) {
   for (const auto& n : g.nodes) {
@@ -29,11 +39,7 @@ void collect_kernels(const ir::Model& m, const ir::Graph& g, std::unordered_map<
       problems->push_back(why);
     }
     out[&n] = k;
-    for (const auto& [_, a] : n.attrs) {
-      if (a.kind == ir::Attribute::Kind::Graph && a.g) collect_kernels(m, *a.g, out, problems);
-      if (a.kind == ir::Attribute::Kind::Graphs)
-        for (const auto& sg : a.graphs) if (sg) collect_kernels(m, *sg, out, problems);
-    }
+    for_each_subgraph(n, [&](const ir::Graph& sg) { collect_kernels(m, sg, out, problems); });
   }
 }
 }  // namespace
@@ -60,18 +66,13 @@ void Executor::plan_graph(const ir::Graph& g) {
     p.reads.push_back(ir::node_reads(n));
     for (const auto& r : p.reads.back()) p.readers[r]++;
     for (const auto& o : n.outputs) if (!o.empty()) produced_at[o] = static_cast<int>(ni);
-    for (const auto& [_, a] : n.attrs) {
-      if (a.kind == ir::Attribute::Kind::Graph && a.g) plan_graph(*a.g);
-      if (a.kind == ir::Attribute::Kind::Graphs)
-        for (const auto& sg : a.graphs) if (sg) plan_graph(*sg);
-    }
+    for_each_subgraph(n, [&](const ir::Graph& sg) { plan_graph(sg); });
   }
   std::unordered_map<std::string, int> seen;  // reads so far
   for (size_t ni = 0; ni < g.nodes.size(); ++ni) {
     const auto& n = g.nodes[ni];
     bool has_subgraph = false;
-    for (const auto& [_, a] : n.attrs)
-      has_subgraph |= a.kind == ir::Attribute::Kind::Graph || a.kind == ir::Attribute::Kind::Graphs;
+    for_each_subgraph(n, [&](const ir::Graph&) { has_subgraph = true; });
     std::vector<bool> reuse(n.inputs.size(), false);
     for (const auto& r : p.reads[ni]) seen[r]++;
     for (size_t i = 0; i < n.inputs.size() && !has_subgraph; ++i) {
@@ -92,11 +93,7 @@ void Executor::prepare_fast(const ir::Graph& g) {
     auto k = fast_registry().prepare(pc, &why);
     if (k) prepared_[&n] = std::move(k);
     else if (!why.empty()) why_not_fast_[&n] = why;
-    for (const auto& [_, a] : n.attrs) {
-      if (a.kind == ir::Attribute::Kind::Graph && a.g) prepare_fast(*a.g);
-      if (a.kind == ir::Attribute::Kind::Graphs)
-        for (const auto& sg : a.graphs) if (sg) prepare_fast(*sg);
-    }
+    for_each_subgraph(n, [&](const ir::Graph& sg) { prepare_fast(sg); });
   }
 }
 
