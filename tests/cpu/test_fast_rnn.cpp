@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@
 namespace opennpu::cpu {
 void fast_rnn_force_isa(int isa);
 bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t n);
+void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns);
 }  // namespace opennpu::cpu
 
 namespace {
@@ -172,8 +174,10 @@ Built build(const Config& c, uint32_t seed) {
   return b;
 }
 
-// Runs the case fast and reference; returns the fast implementation's name.
-std::string check(const Config& c, uint32_t seed, bool expect_fast = true) {
+// Runs the case fast and reference; returns the fast implementation's name. `fast_out` (optional)
+// receives the fast outputs.
+std::string check(const Config& c, uint32_t seed, bool expect_fast = true,
+                  std::map<std::string, Tensor>* fast_out = nullptr) {
   SCOPED_TRACE(c.str());
   Built b = build(c, seed);
   set_num_threads(c.threads);
@@ -189,6 +193,7 @@ std::string check(const Config& c, uint32_t seed, bool expect_fast = true) {
   auto want = ref.run(b.feeds);
   auto got = fast.run(b.feeds);
   set_num_threads(1);
+  if (fast_out) *fast_out = got;
   for (const auto& name : b.outputs) {
     const Tensor& w = want.at(name);
     const Tensor& f = got.at(name);
@@ -326,6 +331,113 @@ TEST_P(FastRnn, LargerAndThreaded) {
       check(c, seed++);
     }
 }
+
+// The multi-threaded recurrence (the team: chunks of hidden units claimed per step, see run_team in
+// rnn.cpp), made to run on small shapes through the test hook: every cell it takes, forward and
+// reverse, both layouts, batch 1 and more, sequence_lens, initial states, peepholes, clip, odd
+// hidden sizes (a short last chunk), 2 threads and more threads than chunks. Each case against the
+// reference at the tolerance above, and bit for bit against the same kernel on one thread (a chunk
+// is computed by the same code whichever thread runs it). steal = 0 makes the leader take over
+// every chunk another thread has claimed but not finished, so the take-over path runs too.
+class FastRnnTeam : public FastRnn {
+ protected:
+  void TearDown() override {
+    cpu::fast_rnn_team_tuning(-1, -1);
+    FastRnn::TearDown();
+  }
+  void team_case(Config c, uint32_t seed, int64_t steal_ns) {
+    SCOPED_TRACE("steal_after_ns=" + std::to_string(steal_ns));
+    cpu::fast_rnn_team_tuning(0, steal_ns);
+    const int64_t chunks = (c.hidden + 15) / 16 >= 2 ? std::min<int64_t>(8, (c.hidden + 15) / 16) : 1;
+    std::map<std::string, Tensor> one, many;
+    const int threads = c.threads;
+    c.threads = 1;
+    EXPECT_EQ(check(c, seed, true, &one).find("_team"), std::string::npos);
+    c.threads = threads;
+    const std::string impl = check(c, seed, true, &many);
+    // chunks of 16 units: H <= 128 gives ceil(H / 16) chunks
+    if (c.hidden <= 128) EXPECT_EQ(impl.substr(impl.find("_team") == std::string::npos ? 0 : impl.find("_team")),
+                                   "_team" + std::to_string(std::min<int64_t>(threads, chunks)))
+        << c.str() << " ran " << impl;
+    for (const auto& [name, t] : one) {
+      const Tensor& u = many.at(name);
+      ASSERT_EQ(t.shape(), u.shape()) << name;
+      EXPECT_EQ(std::memcmp(t.data<float>(), u.data<float>(), static_cast<size_t>(t.numel()) * sizeof(float)), 0)
+          << c.str() << ": " << name << " differs between 1 and " << threads << " threads";
+    }
+  }
+};
+
+TEST_P(FastRnnTeam, MatchesReferenceAndOneThread) {
+  uint32_t seed = 3000;
+  for (Cell cell : {Cell::LSTM, Cell::GRU, Cell::RNN})
+    for (int64_t hidden : {17, 40, 64, 130})
+      for (int variant = 0; variant < 4; ++variant) {
+        Config c;
+        c.cell = cell;
+        c.lbr = true;
+        c.hidden = hidden;
+        c.input = 5 + variant;
+        c.seq = 3 + 2 * variant;
+        c.batch = variant % 2 ? 3 : 1;
+        c.direction = variant >= 2 ? "reverse" : "forward";
+        c.layout = variant == 1 || variant == 2;
+        c.init_h = variant != 0;
+        c.init_c = variant == 3;
+        c.peep = cell == Cell::LSTM && variant >= 2;
+        c.clip = variant == 1;
+        c.input_forget = cell == Cell::LSTM && variant == 2;
+        c.seq_lens = variant == 3;
+        if (variant == 3) c.batch = 5;
+        c.want_y = variant != 2;
+        c.threads = 2 + variant % 2;
+        team_case(c, seed, -1);
+        team_case(c, seed, 0);
+        ++seed;
+      }
+}
+
+// More threads than chunks (H = 20: two chunks; 8 threads): a team of two.
+TEST_P(FastRnnTeam, MoreThreadsThanChunks) {
+  for (int threads : {2, 4, 8}) {
+    Config c;
+    c.hidden = 20;
+    c.seq = 12;
+    c.threads = threads;
+    team_case(c, 3500 + threads, -1);
+    team_case(c, 3500 + threads, 0);
+    c.hidden = 7;  // one chunk: no team
+    c.seq = 4;
+    c.threads = threads;
+    cpu::fast_rnn_team_tuning(0, -1);
+    EXPECT_EQ(check(c, 3600 + threads), "fast_lstm_" + isa());
+  }
+}
+
+// The model's shape (H = 256, input 128, 100 steps) at its default threshold: a team of two at 2
+// threads; bidirectional and GRU without linear_before_reset keep one thread per direction.
+TEST_P(FastRnnTeam, ModelShapeAndFallbacks) {
+  Config c;
+  c.hidden = 256;
+  c.input = 128;
+  c.seq = 100;
+  c.threads = 2;
+  team_case(c, 3700, -1);
+  cpu::fast_rnn_team_tuning(-1, -1);
+  EXPECT_EQ(check(c, 3701), "fast_lstm_" + isa() + "_team2");
+  c.seq = 20;
+  c.direction = "bidirectional";
+  EXPECT_EQ(check(c, 3702), "fast_lstm_" + isa());
+  c.direction = "forward";
+  c.cell = Cell::GRU;
+  c.lbr = false;
+  EXPECT_EQ(check(c, 3703), "fast_gru_" + isa());
+  c.lbr = true;
+  EXPECT_EQ(check(c, 3704), "fast_gru_" + isa() + "_team2");
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, FastRnnTeam, ::testing::Values(0, 2, 1),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
 
 // What the fast path does not take runs the reference kernel.
 TEST_P(FastRnn, DeclinesWhatItDoesNotHandle) {

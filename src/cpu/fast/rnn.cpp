@@ -21,10 +21,12 @@
 // Cephes-style exp (relative error ~2 ulp) and for |x| < 0.625 Cephes' tanhf polynomial: absolute
 // error <= 2e-7 for both over all of float (tested against double in tests/cpu/test_fast_rnn.cpp).
 #include <immintrin.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -42,12 +44,20 @@ namespace opennpu::cpu {
 // vector activations of one ISA (same codes; false when this CPU cannot run it), for their accuracy test.
 void fast_rnn_force_isa(int isa);
 bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t n);
+// Test hook for the multi-threaded recurrence (the team, see run_team): kernels prepared from now on
+// use it from `min_macs` multiply-adds per batch row and step (< 0: the default, kTeamMinMacs); the
+// leader takes over a chunk another thread claimed after `steal_after_ns` of waiting (< 0: adaptive,
+// 0: at once, which makes the take-over path run on every step; for tests).
+void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns);
 
 namespace {
 
 // Test hook: 0 = best for this CPU, 1 = generic, 2 = at most AVX2.
 std::atomic<int> g_force_isa{0};
 constexpr int64_t kNB = 16;  // packed column block width
+// The team pays off from about this much recurrence work per batch row and step (LSTM H=128: 64K).
+constexpr int64_t kTeamMinMacs = int64_t(1) << 16;
+std::atomic<int64_t> g_team_min_macs{-1}, g_steal_after_ns{-1};
 
 // ---- the generic (plain float) instantiation ---------------------------------------------------
 namespace generic {
@@ -276,17 +286,31 @@ struct Direction {
   std::vector<float> P;      // LSTM peepholes [3H] (zeros when absent)
 };
 
-// Scratch of one direction's run, kept per thread so steady-state runs do not allocate.
+// Scratch of one direction's run, kept per thread so steady-state runs do not allocate: the input
+// projection and the double-buffered state (shared by the team's threads, owned by the caller).
 struct Scratch {
-  std::vector<float> xw, g, g2, rh;
+  std::vector<float> xw, hb, cb;
 };
 Scratch& scratch(int64_t d) {
   thread_local Scratch s[2];
   return s[d];
 }
+// Private buffers of the thread computing a chunk (each team thread has its own).
+struct ChunkScratch {
+  std::vector<float> g, h, c, g2, rh;
+};
+ChunkScratch& chunk_scratch() {
+  thread_local ChunkScratch s;
+  return s;
+}
 float* grow(std::vector<float>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
   return v.data();
+}
+// Like grow, 64-byte aligned (so chunk slices that start at multiples of 16 floats share no cache line).
+float* grow_aligned(std::vector<float>& v, int64_t n) {
+  float* p = grow(v, n + 16);
+  return p + ((64 - reinterpret_cast<uintptr_t>(p) % 64) % 64) / sizeof(float);
 }
 
 std::string lower(std::string s) {
@@ -294,13 +318,39 @@ std::string lower(std::string s) {
   return s;
 }
 
+// Waiting in the team: pause-spin for about `spin` checks, then sched_yield() so a descheduled
+// partner (or another process) gets the core.
+template <class P>
+void wait_until(P pred, int spin = 2048) {
+  for (int i = 0; !pred(); ++i) {
+    if (i < spin) _mm_pause();
+    else sched_yield();
+  }
+}
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// One chunk's claim state, on its own cache line: step * 4 + phase (phase 1 claimed, 2 committing
+// or taken over by the leader, 3 done). Steps count from 1, so 0 is "never claimed".
+struct alignas(64) Slot {
+  std::atomic<uint64_t> st{0};
+};
+struct alignas(64) StepCounter {
+  std::atomic<uint64_t> v{0};
+};
+
 class FastRnn final : public PreparedKernel {
  public:
   FastRnn(Cell cell, KernelFn ref) : cell_(cell), ref_(ref), ops_(&pick_ops()) {}
 
+  // "_team<N>" when the recurrence runs on a team of N threads at the current thread setting
+  // (forward or reverse, enough work per step; see run_team); otherwise one thread per direction.
   std::string name() const override {
     const char* c = cell_ == Cell::LSTM ? "lstm" : cell_ == Cell::GRU ? "gru" : "rnn";
-    return std::string("fast_") + c + "_" + ops_->isa;
+    std::string n = std::string("fast_") + c + "_" + ops_->isa;
+    if (const int p = team_size(); p > 1) n += "_team" + std::to_string(p);
+    return n;
   }
   size_t state_bytes() const override {
     size_t n = 0;
@@ -371,10 +421,31 @@ class FastRnn final : public PreparedKernel {
       if (!P) return "P is not an initializer";
       if (P->dtype() != DType::Float32 || P->shape() != Shape{ndir_, 3 * H_}) return "P dtype/shape";
     }
+    // Chunks of hidden units (multiples of 16, about 8 of them) whose gate columns are contiguous
+    // in W, R, the biases and the peepholes: [chunk][gate][unit of the chunk]. One chunk is the
+    // ONNX order. GRU without linear_before_reset needs all of r ⊙ h before its second GEMM: one chunk.
+    cu_ = 16 * ((H_ + 8 * 16 - 1) / (8 * 16));
+    if (cu_ >= H_ || (cell_ == Cell::GRU && !lbr_)) cu_ = H_;
+    nchunk_ = (H_ + cu_ - 1) / cu_;
+    const int64_t min_macs = g_team_min_macs >= 0 ? g_team_min_macs.load() : kTeamMinMacs;
+    team_ok_ = nchunk_ > 1 && ndir_ == 1 && GH * H_ >= min_macs;
+    std::vector<int64_t> perm(static_cast<size_t>(GH));  // ONNX column -> chunked column
+    for (int64_t q = 0; q < gates_; ++q)
+      for (int64_t u = 0; u < H_; ++u) {
+        const int64_t a = u / cu_ * cu_, w = std::min(H_, a + cu_) - a;
+        perm[static_cast<size_t>(q * H_ + u)] = gates_ * a + q * w + (u - a);
+      }
+    auto permute_rows = [&](const float* m, int64_t cols) {
+      std::vector<float> out(static_cast<size_t>(GH * cols));
+      for (int64_t r = 0; r < GH; ++r) std::copy_n(m + r * cols, cols, out.begin() + perm[static_cast<size_t>(r)] * cols);
+      return out;
+    };
     for (int64_t d = 0; d < ndir_; ++d) {
       Direction dd;
-      dd.W = Packed(W->data<float>() + d * GH * I_, GH, I_);
-      const float* r = R->data<float>() + d * GH * H_;
+      const std::vector<float> wp = permute_rows(W->data<float>() + d * GH * I_, I_);
+      dd.W = Packed(wp.data(), GH, I_);
+      const std::vector<float> rp = permute_rows(R->data<float>() + d * GH * H_, H_);
+      const float* r = rp.data();  // (identity for GRU without linear_before_reset: one chunk)
       if (cell_ == Cell::GRU && !lbr_) {
         dd.R = Packed(r, 2 * H_, H_);
         dd.Rh = Packed(r + 2 * H_ * H_, H_, H_);
@@ -384,15 +455,22 @@ class FastRnn final : public PreparedKernel {
       dd.bias.assign(static_cast<size_t>(dd.W.width()), 0.0f);
       if (B) {
         const float* b = B->data<float>() + d * 2 * GH;
-        for (int64_t k = 0; k < GH; ++k) dd.bias[k] = b[k] + ((cell_ == Cell::GRU && lbr_ && k >= 2 * H_) ? 0.0f : b[GH + k]);
+        for (int64_t k = 0; k < GH; ++k)
+          dd.bias[static_cast<size_t>(perm[static_cast<size_t>(k)])] =
+              b[k] + ((cell_ == Cell::GRU && lbr_ && k >= 2 * H_) ? 0.0f : b[GH + k]);
       }
-      if (cell_ == Cell::GRU && lbr_) {
+      if (cell_ == Cell::GRU && lbr_) {  // indexed by unit: not permuted
         dd.rbh.assign(static_cast<size_t>(H_), 0.0f);
         if (B) std::copy_n(B->data<float>() + d * 2 * GH + GH + 2 * H_, H_, dd.rbh.begin());
       }
-      if (cell_ == Cell::LSTM) {
+      if (cell_ == Cell::LSTM) {  // [chunk][Pi, Po, Pf][unit of the chunk]
         dd.P.assign(static_cast<size_t>(3 * H_), 0.0f);
-        if (P) std::copy_n(P->data<float>() + d * 3 * H_, 3 * H_, dd.P.begin());
+        if (P)
+          for (int64_t q = 0; q < 3; ++q)
+            for (int64_t u = 0; u < H_; ++u) {
+              const int64_t a = u / cu_ * cu_, w = std::min(H_, a + cu_) - a;
+              dd.P[static_cast<size_t>(3 * a + q * w + (u - a))] = P->data<float>()[d * 3 * H_ + q * H_ + u];
+            }
       }
       dirs_.push_back(std::move(dd));
     }
@@ -418,7 +496,7 @@ class FastRnn final : public PreparedKernel {
     }
     if (!ragged) lens.clear();
 
-    // Outputs; the state lives in Y_h / Y_c (or scratch of the same layout).
+    // Outputs; the state ends in Y_h / Y_c (or scratch of the same layout), which start as the initial state.
     Tensor* Y = nullptr;
     if (ctx.output_wanted(0)) {
       Shape s = batch_major_ ? Shape{batch, seq, ndir_, H_} : Shape{seq, ndir_, batch, H_};
@@ -452,6 +530,12 @@ class FastRnn final : public PreparedKernel {
   }
 
  private:
+  // Threads of the recurrence team at the current thread setting (1: no team).
+  int team_size() const {
+    if (!team_ok_ || in_parallel_region()) return 1;
+    return static_cast<int>(std::min<int64_t>(num_threads(), nchunk_));
+  }
+
   // Whether the fast path takes this run's inputs; the reference kernel handles (and reports) the rest.
   bool accepts(const KernelContext& ctx) const {
     const Tensor& X = ctx.input(0);
@@ -478,11 +562,182 @@ class FastRnn final : public PreparedKernel {
     return true;
   }
 
+  // One direction's run: what every chunk computation needs.
+  struct Dir {
+    const Direction* dw;
+    const float* xw;  // input projection, rows in X's order, row stride xld, chunked column order
+    int64_t xld, seq, batch, d;
+    bool reverse;
+    const std::vector<int64_t>* lens;
+    float* Y;
+    float* hb;  // h double buffer: [2][batch][H]; step k reads hb[k % 2], writes hb[(k + 1) % 2]
+    float* cb;  // c likewise (LSTM), else null
+  };
+
+  // Step k of chunk c (hidden units [a, a + w)) into the calling thread's private buffers: reads only
+  // the shared state of step k (and the weights), so a chunk can be computed again by another thread.
+  void chunk_compute(const Dir& r, int64_t c, int64_t k, ChunkScratch& pv) const {
+    const Ops& ops = *ops_;
+    const Direction& dw = *r.dw;
+    const int64_t H = H_, batch = r.batch, sn = batch * H;
+    const int64_t a = c * cu_, w = std::min(H, a + cu_) - a, col0 = gates_ * a;
+    const float* hp = r.hb + (k % 2) * sn;
+    const float* cp = r.cb ? r.cb + (k % 2) * sn : nullptr;
+    const int64_t blk0 = col0 / kNB, blk1 = c == nchunk_ - 1 ? dw.R.nblk : gates_ * (a + w) / kNB;
+    const int64_t gw = (blk1 - blk0) * kNB;
+    float* g = grow_aligned(pv.g, batch * gw);
+    float* hd = grow(pv.h, batch * w);
+    float* cd = cp ? grow(pv.c, batch * w) : nullptr;
+    ops.gemm(hp, H, batch, H, dw.R.data.data() + blk0 * H * kNB, nullptr, 0, blk1 - blk0, g, gw);
+
+    auto active = [&](int64_t b, int64_t* t) {
+      const int64_t L = r.lens->empty() ? r.seq : (*r.lens)[static_cast<size_t>(b)];
+      *t = r.reverse ? L - 1 - k : k;
+      return k < L;
+    };
+    auto xrow = [&](int64_t t, int64_t b) {
+      return r.xw + (batch_major_ ? b * r.seq + t : t * batch + b) * r.xld + col0;
+    };
+    for (int64_t b = 0; b < batch; ++b) {  // carried state (finished rows keep theirs)
+      std::copy_n(hp + b * H + a, w, hd + b * w);
+      if (cd) std::copy_n(cp + b * H + a, w, cd + b * w);
+    }
+    if (cell_ == Cell::GRU && !lbr_) {  // one chunk: the whole step, two GEMMs
+      float* rh = grow(pv.rh, sn);
+      float* g2 = grow(pv.g2, batch * dw.Rh.width());
+      for (int64_t b = 0; b < batch; ++b) {
+        int64_t t;
+        if (active(b, &t)) ops.gru_reset(xrow(t, b), g + b * gw, hp + b * H, rh + b * H, H, clip_);
+        else std::fill_n(rh + b * H, H, 0.0f);
+      }
+      ops.gemm(rh, H, batch, H, dw.Rh.data.data(), nullptr, 0, dw.Rh.nblk, g2, dw.Rh.width());
+      for (int64_t b = 0; b < batch; ++b) {
+        int64_t t;
+        if (active(b, &t)) ops.gru_update(xrow(t, b), g + b * gw, g2 + b * dw.Rh.width(), hd + b * w, nullptr, H, clip_);
+      }
+      return;
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t t;
+      if (!active(b, &t)) continue;
+      const float* x = xrow(t, b);
+      const float* gg = g + b * gw;
+      switch (cell_) {
+        case Cell::LSTM:
+          ops.lstm(x, gg, dw.P.data() + 3 * a, cd + b * w, hd + b * w, nullptr, w, clip_, input_forget_);
+          break;
+        case Cell::GRU: ops.gru_lbr(x, gg, dw.rbh.data() + a, hd + b * w, nullptr, w, clip_); break;
+        case Cell::RNN: ops.rnn(x, gg, hd + b * w, nullptr, w, clip_); break;
+      }
+    }
+  }
+
+  // Copies a computed chunk into the state of step k + 1 and into Y.
+  void chunk_commit(const Dir& r, int64_t c, int64_t k, const ChunkScratch& pv) const {
+    const int64_t H = H_, batch = r.batch, sn = batch * H;
+    const int64_t a = c * cu_, w = std::min(H, a + cu_) - a;
+    float* hn = r.hb + ((k + 1) % 2) * sn;
+    float* cn = r.cb ? r.cb + ((k + 1) % 2) * sn : nullptr;
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* hd = pv.h.data() + b * w;
+      std::copy_n(hd, w, hn + b * H + a);
+      if (cn) std::copy_n(pv.c.data() + b * w, w, cn + b * H + a);
+      const int64_t L = r.lens->empty() ? r.seq : (*r.lens)[static_cast<size_t>(b)];
+      if (r.Y && k < L) {
+        const int64_t t = r.reverse ? L - 1 - k : k;
+        std::copy_n(hd, w, r.Y + (batch_major_ ? (b * r.seq + t) * ndir_ + r.d : (t * ndir_ + r.d) * batch + b) * H + a);
+      }
+    }
+  }
+
+  // The recurrence on a team of `nt` threads (parallel_for; the caller is one of them). Each step's
+  // chunks are claimed with a compare-and-swap: thread p starts at chunk p * nchunk / nt (so each
+  // thread keeps streaming the same slice of R, which stays in its core's cache) and takes any chunk
+  // still unclaimed. A thread that is not running claims nothing, so the others simply do its share
+  // (no step waits for a thread that is not scheduled). Thread 0 leads: once it has claimed what it
+  // can, it waits for the chunks claimed by others and then publishes the next step. A chunk claimed
+  // by a thread that is then descheduled would stall the step, so after waiting a few chunk-times
+  // the leader takes it over (claimed -> taken, atomically) and computes it itself; the late thread
+  // sees its commit refused and drops its result. Every chunk is computed into private buffers from
+  // the state of step k only, so whoever commits it, the result is the same (bit for bit: the same
+  // code on the same inputs), and results do not depend on timing or the thread count.
+  void run_team(const Dir& r, int64_t steps, int nt) const {
+    std::vector<Slot> slots(static_cast<size_t>(nchunk_));
+    StepCounter step;
+    step.v.store(1, std::memory_order_relaxed);
+    const int64_t steal_cfg = g_steal_after_ns;
+    auto claim = [&](int64_t c, uint64_t s) {
+      uint64_t v = slots[static_cast<size_t>(c)].st.load(std::memory_order_relaxed);
+      return v < s * 4 &&
+             slots[static_cast<size_t>(c)].st.compare_exchange_strong(v, s * 4 + 1, std::memory_order_acq_rel);
+    };
+    auto member = [&](int p) {
+      ChunkScratch& pv = chunk_scratch();
+      const int64_t start = p * nchunk_ / nt;
+      if (p == 0) {  // the leader
+        int64_t chunk_ns = 0;  // its recent time per chunk
+        for (uint64_t s = 1; s <= static_cast<uint64_t>(steps); ++s) {
+          const int64_t k = static_cast<int64_t>(s) - 1;
+          for (int64_t c = 0; c < nchunk_; ++c) {
+            if (!claim(c, s)) continue;
+            const int64_t t0 = now_ns();
+            chunk_compute(r, c, k, pv);
+            chunk_commit(r, c, k, pv);
+            slots[static_cast<size_t>(c)].st.store(s * 4 + 3, std::memory_order_release);
+            const int64_t dt = now_ns() - t0;
+            chunk_ns = chunk_ns ? (3 * chunk_ns + dt) / 4 : dt;
+          }
+          const int64_t patience = steal_cfg >= 0 ? steal_cfg : 3 * chunk_ns + 2000;
+          for (int64_t c = 0; c < nchunk_; ++c) {
+            std::atomic<uint64_t>& st = slots[static_cast<size_t>(c)].st;
+            if (st.load(std::memory_order_acquire) == s * 4 + 3) continue;
+            const int64_t t0 = now_ns();
+            wait_until([&] {
+              const uint64_t v = st.load(std::memory_order_acquire);
+              if (v == s * 4 + 3) return true;
+              uint64_t expect = s * 4 + 1;
+              if (v == expect && now_ns() - t0 >= patience &&
+                  st.compare_exchange_strong(expect, s * 4 + 2, std::memory_order_acq_rel)) {
+                chunk_compute(r, c, k, pv);  // taken over
+                chunk_commit(r, c, k, pv);
+                st.store(s * 4 + 3, std::memory_order_release);
+                return true;
+              }
+              return false;
+            });
+          }
+          step.v.store(s + 1, std::memory_order_release);
+        }
+        return;
+      }
+      uint64_t seen = 0;
+      for (;;) {
+        uint64_t s = 0;
+        wait_until([&] { return (s = step.v.load(std::memory_order_acquire)) != seen; });
+        if (s > static_cast<uint64_t>(steps)) return;
+        seen = s;
+        for (int64_t i = 0; i < nchunk_; ++i) {
+          const int64_t c = (start + i) % nchunk_;
+          if (!claim(c, s)) continue;
+          chunk_compute(r, c, static_cast<int64_t>(s) - 1, pv);
+          uint64_t expect = s * 4 + 1;
+          std::atomic<uint64_t>& st = slots[static_cast<size_t>(c)].st;
+          if (!st.compare_exchange_strong(expect, s * 4 + 2, std::memory_order_acq_rel)) break;  // taken over: behind
+          chunk_commit(r, c, static_cast<int64_t>(s) - 1, pv);
+          st.store(s * 4 + 3, std::memory_order_release);
+        }
+      }
+    };
+    parallel_for(nt, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; ++p) member(static_cast<int>(p));
+    });
+  }
+
   void run_direction(const float* X, int64_t seq, int64_t batch, int64_t d, bool reverse,
                      const std::vector<int64_t>& lens, float* Y, float* Hs, float* Cs) const {
     const Direction& dw = dirs_[static_cast<size_t>(d)];
     const Ops& ops = *ops_;
-    const int64_t H = H_, rows = seq * batch;
+    const int64_t H = H_, rows = seq * batch, sn = batch * H;
     Scratch& sc = scratch(d);
 
     // Input projection of every step: xw = X·W^T + bias (rows in X's own order, row stride xld).
@@ -495,63 +750,34 @@ class FastRnn final : public PreparedKernel {
     else
       ops.gemm(X, I_, rows, I_, dw.W.data.data(), dw.bias.data(), 0, dw.W.nblk, xw, xld);
 
-    // State rows: [dirs, batch, H] (layout 0) or [batch, dirs, H] (layout 1).
+    // State rows in Hs / Cs: [dirs, batch, H] (layout 0) or [batch, dirs, H] (layout 1); the steps
+    // run on [batch, H] double buffers.
     const int64_t sld = batch_major_ ? ndir_ * H : H;
     float* h0 = Hs + (batch_major_ ? d * H : d * batch * H);
     float* c0 = Cs ? Cs + (batch_major_ ? d * H : d * batch * H) : nullptr;
-    auto xrow = [&](int64_t t, int64_t b) { return xw + (batch_major_ ? b * seq + t : t * batch + b) * xld; };
-    auto yrow = [&](int64_t t, int64_t b) -> float* {
-      if (!Y) return nullptr;
-      return Y + (batch_major_ ? (b * seq + t) * ndir_ + d : (t * ndir_ + d) * batch + b) * H;
-    };
+    Dir r{&dw, xw, xld, seq, batch, d, reverse, &lens, Y, grow_aligned(sc.hb, 2 * sn),
+          c0 ? grow_aligned(sc.cb, 2 * sn) : nullptr};
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy_n(h0 + b * sld, H, r.hb + b * H);
+      if (c0) std::copy_n(c0 + b * sld, H, r.cb + b * H);
+    }
+    int64_t steps = seq;
+    if (!lens.empty()) steps = *std::max_element(lens.begin(), lens.end());
 
-    const int64_t gw = dw.R.width();
-    float* g = grow(sc.g, batch * gw);
-    float* g2 = cell_ == Cell::GRU && !lbr_ ? grow(sc.g2, batch * dw.Rh.width()) : nullptr;
-    float* rh = cell_ == Cell::GRU && !lbr_ ? grow(sc.rh, batch * H) : nullptr;
-    if (rh) std::fill_n(rh, batch * H, 0.0f);
-
-    // Per-step GEMM on the packed R; large ones split over column blocks when threads are free.
-    auto rec_gemm = [&](const float* A, int64_t lda, const Packed& P, float* C) {
-      const int64_t work = batch * P.K * P.width();
-      if (work >= (int64_t(1) << 21) && num_threads() > 1 && !in_parallel_region())
-        parallel_for(P.nblk, [&](int64_t b0, int64_t b1) { ops.gemm(A, lda, batch, P.K, P.data.data(), nullptr, b0, b1, C, P.width()); }, 4);
-      else
-        ops.gemm(A, lda, batch, P.K, P.data.data(), nullptr, 0, P.nblk, C, P.width());
-    };
-
-    for (int64_t k = 0; k < seq; ++k) {
-      if (!lens.empty()) {
-        bool any = false;
-        for (int64_t b = 0; b < batch; ++b) any |= k < lens[b];
-        if (!any) break;
-      }
-      rec_gemm(h0, sld, dw.R, g);
-      if (cell_ == Cell::GRU && !lbr_) {
-        for (int64_t b = 0; b < batch; ++b) {
-          const int64_t L = lens.empty() ? seq : lens[b];
-          if (k >= L) continue;
-          const int64_t t = reverse ? L - 1 - k : k;
-          ops.gru_reset(xrow(t, b), g + b * gw, h0 + b * sld, rh + b * H, H, clip_);
+    const int nt = team_size();
+    if (nt > 1 && steps > 1) {
+      run_team(r, steps, nt);
+    } else {
+      ChunkScratch& pv = chunk_scratch();
+      for (int64_t k = 0; k < steps; ++k)
+        for (int64_t c = 0; c < nchunk_; ++c) {
+          chunk_compute(r, c, k, pv);
+          chunk_commit(r, c, k, pv);
         }
-        rec_gemm(rh, H, dw.Rh, g2);
-      }
-      for (int64_t b = 0; b < batch; ++b) {
-        const int64_t L = lens.empty() ? seq : lens[b];
-        if (k >= L) continue;  // finished: its state stays, its Y rows stay zero
-        const int64_t t = reverse ? L - 1 - k : k;
-        float* h = h0 + b * sld;
-        switch (cell_) {
-          case Cell::LSTM:
-            ops.lstm(xrow(t, b), g + b * gw, dw.P.data(), c0 + b * sld, h, yrow(t, b), H, clip_, input_forget_);
-            break;
-          case Cell::GRU:
-            if (lbr_) ops.gru_lbr(xrow(t, b), g + b * gw, dw.rbh.data(), h, yrow(t, b), H, clip_);
-            else ops.gru_update(xrow(t, b), g + b * gw, g2 + b * dw.Rh.width(), h, yrow(t, b), H, clip_);
-            break;
-          case Cell::RNN: ops.rnn(xrow(t, b), g + b * gw, h, yrow(t, b), H, clip_); break;
-        }
-      }
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy_n(r.hb + (steps % 2) * sn + b * H, H, h0 + b * sld);
+      if (c0) std::copy_n(r.cb + (steps % 2) * sn + b * H, H, c0 + b * sld);
     }
   }
 
@@ -559,6 +785,8 @@ class FastRnn final : public PreparedKernel {
   KernelFn ref_;
   const Ops* ops_;
   int64_t gates_ = 1, ndir_ = 1, H_ = 0, I_ = 0;
+  int64_t cu_ = 1, nchunk_ = 1;  // hidden units per chunk, chunks
+  bool team_ok_ = false;         // forward or reverse with enough work per step for the team
   bool reverse_only_ = false, batch_major_ = false, lbr_ = false, input_forget_ = false;
   float clip_ = std::numeric_limits<float>::infinity();
   std::vector<Direction> dirs_;
@@ -583,6 +811,11 @@ std::unique_ptr<PreparedKernel> prepare_cell(const PrepareContext& pc, std::stri
 }  // namespace
 
 void fast_rnn_force_isa(int isa) { g_force_isa = isa; }
+
+void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns) {
+  g_team_min_macs = min_macs;
+  g_steal_after_ns = steal_after_ns;
+}
 
 bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t n) {
   const auto& f = cpu_features();
