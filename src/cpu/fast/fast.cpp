@@ -3,6 +3,8 @@
 #include <cpuid.h>
 #include <fmt/format.h>
 
+#include "cpu/fast/quant.h"
+
 namespace opennpu::cpu {
 
 const CpuFeatures& cpu_features() {
@@ -67,6 +69,7 @@ const FastRegistry& fast_registry() {
     register_fast_rnn(reg);
     register_fast_transformer(reg);
     register_fast_elementwise(reg);
+    register_fast_quant(reg);
     return reg;
   }();
   return r;
