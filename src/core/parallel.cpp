@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -32,6 +33,38 @@ bool spin_until(P pred, std::chrono::microseconds budget) {
 }
 constexpr std::chrono::microseconds kSpin{200};
 
+// One parallel_tasks region: indices claimed from `next`; workers join (state + 1) unless the
+// caller has closed the region (kClosed), and the caller waits only for workers that joined.
+// Shared with the workers (shared_ptr), so a worker waking after the caller returned reads a live
+// region and finds it closed.
+struct Region {
+  static constexpr int kClosed = 1 << 30;
+  const std::function<void(int64_t)>* fn = nullptr;
+  int64_t n = 0;
+  int max_workers = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<int> state{0};     // joined workers | kClosed
+  std::atomic<int> finished{0};  // joined workers done
+  std::mutex err_mu;
+  std::exception_ptr err;
+  void work() {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) {
+      try {
+        (*fn)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(err_mu);
+        if (!err) err = std::current_exception();
+      }
+    }
+  }
+  bool join() {
+    int s = state.load(std::memory_order_acquire);
+    while (!(s & kClosed))
+      if (state.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) return true;
+    return false;
+  }
+};
+
 // A fixed pool of workers; one parallel_for at a time (serialised by a mutex). Workers spin for
 // kSpin after each task before sleeping on the condition variable; the caller spins likewise
 // while waiting for the workers. Only threads of the current region spin, so `--threads N` still
@@ -45,6 +78,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lk(mu_);
       task_ = &task;
+      region_ = nullptr;
       active_ = nthreads - 1;
       pending_ = nthreads - 1;
       ++gen_;
@@ -57,6 +91,33 @@ class Pool {
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, [&] { return pending_ == 0; });
     task_ = nullptr;
+    active_ = 0;
+  }
+  // parallel_tasks: the caller works, then closes the region and waits for the joined workers.
+  void run_tasks(int nthreads, int64_t n, const std::function<void(int64_t)>& fn) {
+    std::lock_guard<std::mutex> one(run_mu_);
+    ensure(nthreads - 1);
+    auto r = std::make_shared<Region>();
+    r->fn = &fn;
+    r->n = n;
+    r->max_workers = nthreads - 1;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      region_ = r;
+      ++gen_;
+    }
+    cv_.notify_all();
+    t_in_region = true;
+    r->work();
+    t_in_region = false;
+    const int joined = r->state.fetch_or(Region::kClosed, std::memory_order_acq_rel) & ~Region::kClosed;
+    spin_until([&] { return r->finished.load(std::memory_order_acquire) == joined; }, kSpin);
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [&] { return r->finished.load(std::memory_order_acquire) == joined; });
+      if (region_ == r) region_ = nullptr;
+    }
+    if (r->err) std::rethrow_exception(r->err);
   }
   ~Pool() {
     { std::lock_guard<std::mutex> lk(mu_); stop_ = true; ++gen_; }
@@ -75,14 +136,30 @@ class Pool {
     uint64_t seen = 0;
     for (;;) {
       const std::function<void(int)>* task;
+      std::shared_ptr<Region> region;
       spin_until([&] { return gen_.load(std::memory_order_acquire) != seen; }, kSpin);
       {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
         if (stop_) return;
         seen = gen_;
-        if (id > active_) continue;
-        task = task_;
+        region = region_;
+        if (region) {
+          if (id > region->max_workers || !region->join()) continue;
+        } else {
+          // No task: a late wake-up for a parallel_tasks region that has closed.
+          if (id > active_ || !task_) continue;
+          task = task_;
+        }
+      }
+      if (region) {
+        t_in_region = true;
+        region->work();
+        t_in_region = false;
+        std::lock_guard<std::mutex> lk(mu_);
+        region->finished.fetch_add(1, std::memory_order_acq_rel);
+        done_cv_.notify_all();
+        continue;
       }
       t_in_region = true;
       (*task)(id);
@@ -95,6 +172,7 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
   const std::function<void(int)>* task_ = nullptr;
+  std::shared_ptr<Region> region_;  // the current parallel_tasks region (null: a parallel_for one)
   int active_ = 0;
   std::atomic<int> pending_{0};       // written under mu_, read without it while spinning
   std::atomic<uint64_t> gen_{0};      // likewise
@@ -127,6 +205,16 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, in
   };
   Pool::get().run(static_cast<int>(nt), task);
   if (err) std::rethrow_exception(err);
+}
+
+void parallel_tasks(int64_t n, const std::function<void(int64_t)>& fn) {
+  if (n <= 0) return;
+  const int64_t nt = std::min<int64_t>(g_threads, n);
+  if (nt <= 1 || t_in_region) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  Pool::get().run_tasks(static_cast<int>(nt), n, fn);
 }
 
 }  // namespace opennpu

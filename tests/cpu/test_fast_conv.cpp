@@ -9,9 +9,13 @@
 // two sum the products in different orders).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <random>
+#include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "core/parallel.h"
@@ -171,7 +175,7 @@ std::vector<ConvCase> conv_cases() {
   v.push_back({1, 13, 11, 9, 13, 3, 3, 13, {1, 1}, {1, 1}, {1, 1, 1, 1}});
   v.push_back({1, 10, 9, 9, 20, 3, 3, 10, {1, 1}, {1, 1}, {1, 1, 1, 1}});  // depth multiplier 2
   v.push_back({2, 16, 12, 12, 16, 5, 5, 16, {1, 1}, {2, 2}, {4, 4, 4, 4}});
-  // Large enough to be split into row chunks across threads (>= 10 MFLOP; see kMinParallelFlops in conv.cpp).
+  // Large enough to be split into chunks across threads (>= 0.1 MFLOP; see kMinParallelFlops in conv.cpp).
   v.push_back({1, 64, 30, 29, 64, 3, 3, 1, {1, 1}, {1, 1}, {1, 1, 1, 1}});
   v.push_back({2, 32, 31, 30, 48, 3, 3, 1, {2, 2}, {1, 1}, {0, 1, 2, 1}});
   v.push_back({1, 48, 28, 28, 40, 3, 3, 1, {1, 1}, {2, 2}, {2, 2, 2, 2}});
@@ -179,6 +183,17 @@ std::vector<ConvCase> conv_cases() {
   v.push_back({1, 256, 57, 56, 256, 3, 3, 256, {1, 1}, {1, 1}, {1, 1, 1, 1}});
   v.push_back({1, 240, 57, 57, 240, 3, 3, 240, {2, 2}, {1, 1}, {1, 1, 1, 1}});
   v.push_back({1, 3, 97, 96, 64, 7, 7, 1, {2, 2}, {1, 1}, {3, 3, 3, 3}});
+  // Pointwise (1x1, stride 1, no padding) convs are split into chunks of pixels over the whole
+  // batch (chunks spanning two images with N=2), the others into chunks of output rows; mobilenet
+  // sizes at 7x7 / 14x14 (fewer rows than chunks) and odd pixel counts.
+  v.push_back({2, 64, 29, 31, 96, 1, 1});
+  v.push_back({3, 40, 13, 11, 72, 1, 1});
+  v.push_back({1, 160, 7, 7, 960, 1, 1});
+  v.push_back({1, 320, 7, 7, 1280, 1, 1});
+  v.push_back({1, 576, 14, 14, 96, 1, 1});
+  v.push_back({1, 96, 14, 14, 96, 3, 3, 96, {1, 1}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({1, 960, 7, 7, 960, 3, 3, 960, {1, 1}, {1, 1}, {1, 1, 1, 1}});
+  v.push_back({1, 144, 56, 56, 144, 3, 3, 144, {2, 2}, {1, 1}, {1, 1, 1, 1}});
   // Every case again without bias, and with each post-op / the residual sum.
   const size_t base = v.size();
   for (size_t i = 0; i < base; ++i) {
@@ -205,10 +220,11 @@ std::vector<ConvCase> conv_cases() {
 
 }  // namespace
 
-// NHWC runs one primitive per chunk of output rows per thread: 1 thread (one chunk) and 3 threads
-// (chunks with top padding, none, bottom padding; more threads than some outputs have rows).
+// NHWC runs one primitive per chunk of output rows (or of pixels, 1x1 convs), the chunks handed
+// out to the threads: 1 thread (one chunk), 2 and 3 threads (chunks with top padding, none, bottom
+// padding; more chunks than some outputs have rows).
 TEST(FastConv, MatchesReferenceNHWC) {
-  for (int threads : {1, 3}) {
+  for (int threads : {1, 2, 3}) {
     SCOPED_TRACE(fmt::format("{} threads", threads));
     set_num_threads(threads);
     uint32_t seed = 1;
@@ -483,4 +499,63 @@ TEST(FastLayoutTranspose, MatchesReferenceAndDeclinesOtherPerms) {
       EXPECT_EQ(rel_err(fc.outputs()[0], rc.outputs()[0]), 0.0) << shape_str(s);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// parallel_tasks (core/parallel.h), which the NHWC convs use to hand out their chunks: every index
+// exactly once, at most num_threads() threads, nested calls serial, exceptions carried back, and
+// back-to-back regions mixed with parallel_for (a worker waking late into the next region, of
+// either kind) neither hang nor lose work.
+TEST(ParallelTasks, EveryIndexOnceOnAtMostNThreads) {
+  for (int threads : {1, 2, 3, 4}) {
+    set_num_threads(threads);
+    for (int64_t n : {1, 2, 3, 7, 100, 1001}) {
+      SCOPED_TRACE(fmt::format("{} threads, n={}", threads, n));
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      std::mutex mu;
+      std::set<std::thread::id> ids;
+      parallel_tasks(n, [&](int64_t i) {
+        hits[static_cast<size_t>(i)].fetch_add(1);
+        std::lock_guard<std::mutex> lk(mu);
+        ids.insert(std::this_thread::get_id());
+      });
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i;
+      EXPECT_LE(ids.size(), static_cast<size_t>(threads));
+      EXPECT_LE(ids.size(), static_cast<size_t>(n));
+    }
+  }
+  set_num_threads(0);
+}
+
+TEST(ParallelTasks, NestedSerialExceptionsAndMixedRegions) {
+  set_num_threads(3);
+  // Nested: the inner region runs on the thread of the outer task.
+  std::atomic<int> inner_other_thread{0}, inner_total{0};
+  parallel_tasks(6, [&](int64_t) {
+    const auto me = std::this_thread::get_id();
+    parallel_tasks(5, [&](int64_t) {
+      inner_total.fetch_add(1);
+      if (std::this_thread::get_id() != me) inner_other_thread.fetch_add(1);
+    });
+  });
+  EXPECT_EQ(inner_total.load(), 30);
+  EXPECT_EQ(inner_other_thread.load(), 0);
+  // An exception in a task reaches the caller; the pool keeps working afterwards.
+  EXPECT_THROW(parallel_tasks(50, [](int64_t i) { if (i == 37) throw std::runtime_error("task 37"); }),
+               std::runtime_error);
+  // Many short regions of both kinds back to back.
+  int64_t sum_tasks = 0, sum_for = 0;
+  for (int r = 0; r < 2000; ++r) {
+    std::atomic<int64_t> a{0}, b{0};
+    const int64_t n = 1 + r % 5;
+    parallel_tasks(n, [&](int64_t i) { a.fetch_add(i + 1); });
+    parallel_for(n, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) b.fetch_add(i + 1);
+    });
+    sum_tasks += a.load() - n * (n + 1) / 2;
+    sum_for += b.load() - n * (n + 1) / 2;
+  }
+  EXPECT_EQ(sum_tasks, 0);
+  EXPECT_EQ(sum_for, 0);
+  set_num_threads(0);
 }

@@ -17,10 +17,17 @@
 //
 // Threads: oneDNN's OpenMP threading is not used for NHWC convs (its barriers degrade badly on a
 // loaded machine: resnet50 at 2 threads was 2.15x ORT with it, 0.72x without, same run
-// conditions): the output rows are split into one chunk per opennpu thread, each chunk its own
-// single-threaded primitive (with the part of the padding its rows see), run by parallel_for. So
-// set_num_threads(N) bounds the threads computing; OpenMP is set to 1 thread per calling thread
-// (NCHW convs, only reached when the layout pass did not run, use OpenMP with N threads).
+// conditions): the output is split into one chunk per opennpu thread, each chunk its own
+// single-threaded primitive, and the chunks are handed out by parallel_tasks (core/parallel.h),
+// whose caller does not wait for a worker that has not started (descheduled on a shared
+// machine): it runs that chunk itself. A 1x1 stride-1 unpadded conv is a GEMM over the batch's
+// pixels and is split into chunks of pixels (even at 7x7: 25/24 pixels instead of 4/3 rows);
+// other convs into chunks of output rows (with the part of the padding each chunk's rows see).
+// Every conv from kMinParallelFlops is split: mobilenet_v2's 14x14/7x7 layers (0.9-40 MFLOP)
+// are 40% of its time; at 2 threads it went from 1.4x to 0.86x ONNX Runtime's latency (with the
+// old 10 MFLOP threshold and a static split). So set_num_threads(N) bounds the threads
+// computing; OpenMP is set to 1 thread per calling thread (NCHW convs, only reached when the
+// layout pass did not run, use OpenMP with N threads).
 //
 // Layout choice (measured, 1 thread, oneDNN 2.6 on AVX-512): NHWC brgconv kernels are as fast as
 // the blocked nChw16c jit kernels on resnet50/mobilenet_v2 layers (3x3: 3.55 vs 3.62 ms,
@@ -31,6 +38,7 @@
 #include <dnnl.hpp>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -52,8 +60,10 @@ using onednn::engine;
 using onednn::thread_state;
 using onednn::ThreadState;
 
-// Below this many flops a conv runs as one chunk on the calling thread (~150 us at 1 thread).
-constexpr double kMinParallelFlops = 10e6;
+// NHWC convs with at least this many flops (and more than one thread) are split into one chunk
+// per thread: below it (mobilenet's 7x7 depthwise layers are ~0.9 MFLOP) a chunk is a few
+// microseconds, about what handing it to another thread costs.
+constexpr double kMinParallelFlops = 1e5;
 
 bool is_reference_impl(const char* impl) { return impl && std::strncmp(impl, "ref", 3) == 0; }
 
@@ -93,14 +103,15 @@ class FastConv final : public PreparedKernel {
     memory::desc src, dst, scratch_desc;
     std::shared_ptr<memory> weights;
     size_t scratch = 0;
-    int64_t in_row = 0, out_row = 0;  // first input / output row of the chunk
+    int64_t src_off = 0, dst_off = 0;  // element offsets of the chunk's first input / output
   };
   struct Plan {
     bool ok = false;
     Shape y_shape;
     memory::desc bias;
     std::vector<Chunk> chunks;
-    int64_t x_image = 0, y_image = 0, x_row = 0, y_row = 0;  // element strides (NHWC chunks)
+    bool per_image = true;           // tasks = images x chunks (else the chunks cover the batch)
+    int64_t x_image = 0, y_image = 0;  // element strides of one image (NHWC)
   };
 
   FastConv(const PrepareContext& pc, KernelFn ref) : ref_(ref) {
@@ -182,10 +193,10 @@ class FastConv final : public PreparedKernel {
     const int64_t nc = static_cast<int64_t>(p->chunks.size());
     auto exec = [&](int64_t i, int omp_threads) {
       const Chunk& c = p->chunks[static_cast<size_t>(i % nc)];
-      const int64_t n = i / nc;
+      const int64_t n = p->per_image ? i / nc : 0;
       ThreadState& ts = thread_state();
-      memory src(c.src, engine(), const_cast<float*>(xp + n * p->x_image + c.in_row * p->x_row));
-      memory dst(c.dst, engine(), yp + n * p->y_image + c.out_row * p->y_row);
+      memory src(c.src, engine(), const_cast<float*>(xp + n * p->x_image + c.src_off));
+      memory dst(c.dst, engine(), yp + n * p->y_image + c.dst_off);
       std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, *c.weights}, {DNNL_ARG_DST, dst}};
       if (bp) args.emplace(DNNL_ARG_BIAS, memory(p->bias, engine(), const_cast<float*>(bp)));
       if (c.scratch) args.emplace(DNNL_ARG_SCRATCHPAD, memory(c.scratch_desc, engine(), ts.scratchpad(c.scratch)));
@@ -194,14 +205,14 @@ class FastConv final : public PreparedKernel {
       ts.stream.wait();
     };
     if (!nhwc_) return exec(0, threads);  // NCHW: one primitive over the batch, oneDNN's threads
-    const int64_t tasks = x.dim(0) * nc;
+    const int64_t tasks = p->per_image ? x.dim(0) * nc : nc;
     if (tasks == 1 || threads == 1) {
       for (int64_t i = 0; i < tasks; ++i) exec(i, 1);
       return;
     }
-    parallel_for(tasks, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) exec(i, 1);
-    });
+    // Tasks are handed out one at a time: a thread that is descheduled (the machine is shared)
+    // or slower leaves its share to the others instead of holding the layer.
+    parallel_tasks(tasks, [&](int64_t i) { exec(i, 1); });
   }
 
  private:
@@ -234,13 +245,53 @@ class FastConv final : public PreparedKernel {
     }
     const dims wdims = G == 1 ? dims{M, C, KH, KW} : dims{G, M / G, Cg, KH, KW};
     p.bias = memory::desc({M}, ddt::f32, tag::x);
-    // Output rows split into one chunk per thread (NHWC), each its own primitive whose padding is
-    // the part of the conv's padding its rows see.
-    const int64_t ek = (KH - 1) * dil_[0] + 1;
-    // Small convs (mobilenet's 7x7 and 14x14 layers) stay on one thread: waking a worker costs
-    // about as much as the work.
+    p.x_image = H * Wd * C;
+    p.y_image = OH * OW * M;
+    p.y_shape = nhwc_ ? Shape{N, OH, OW, M} : Shape{N, M, OH, OW};
     const double flops = 2.0 * double(N) * double(M) * double(Cg) * double(KH) * double(KW) * double(OH) * double(OW);
-    const int64_t T = nhwc_ && flops >= kMinParallelFlops ? std::max<int64_t>(1, std::min<int64_t>(threads, OH)) : 1;
+    // NHWC: one chunk per thread (more chunks measured slower on mobilenet_v2: each costs a
+    // primitive execution); one chunk below kMinParallelFlops or with one thread.
+    int64_t T = nhwc_ && threads > 1 && flops >= kMinParallelFlops ? threads : 1;
+    const auto prop = dnnl::prop_kind::forward_inference;
+    const auto alg = dnnl::algorithm::convolution_direct;
+    auto add_chunk = [&](memory::desc src, memory::desc dst, int64_t src_off, int64_t dst_off, int64_t ptc, int64_t pbc,
+                         int64_t plc, int64_t prc) {
+      Chunk c;
+      c.src = src, c.dst = dst, c.src_off = src_off, c.dst_off = dst_off;
+      memory::desc wany(wdims, ddt::f32, tag::any);
+      const dims st{strides_[0], strides_[1]}, dl{dil_[0] - 1, dil_[1] - 1}, padl{ptc, plc}, padr{pbc, prc};
+      auto d = B_.empty_value() ? dnnl::convolution_forward::desc(prop, alg, c.src, wany, c.dst, st, dl, padl, padr)
+                                : dnnl::convolution_forward::desc(prop, alg, c.src, wany, p.bias, c.dst, st, dl, padl, padr);
+      dnnl::convolution_forward::primitive_desc pd(d, attr(), engine());
+      if (is_reference_impl(pd.impl_info_str())) return false;  // slower than our reference; let it run
+      c.prim = dnnl::convolution_forward(pd);
+      c.scratch_desc = pd.scratchpad_desc();
+      c.scratch = c.scratch_desc.get_size();
+      c.weights = weights_for(pd.weights_desc(), wdims, G);
+      p.chunks.push_back(std::move(c));
+      return true;
+    };
+    const bool pointwise = KH == 1 && KW == 1 && strides_[0] == 1 && strides_[1] == 1 && pt == 0 && pl == 0 &&
+                           pb == 0 && pr == 0;
+    if (nhwc_ && pointwise && T > 1) {
+      // A 1x1 conv is a GEMM over the batch's pixels: chunks of pixels, as a [1, 1, P, C] image.
+      const int64_t P = N * H * Wd;
+      T = std::min(T, P);
+      p.per_image = false;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t q0 = P * t / T, q1 = P * (t + 1) / T;
+        if (q1 == q0) continue;
+        if (!add_chunk(memory::desc({1, C, 1, q1 - q0}, ddt::f32, tag::nhwc),
+                       memory::desc({1, M, 1, q1 - q0}, ddt::f32, tag::nhwc), q0 * C, q0 * M, 0, 0, 0, 0))
+          return;
+      }
+      p.ok = true;
+      return;
+    }
+    // Output rows split into chunks (NHWC), each its own primitive whose padding is the part of
+    // the conv's padding its rows see.
+    const int64_t ek = (KH - 1) * dil_[0] + 1;
+    T = std::min(T, OH);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t r0 = OH * t / T, r1 = OH * (t + 1) / T;
       if (r1 == r0) continue;
@@ -249,31 +300,12 @@ class FastConv final : public PreparedKernel {
       lo = std::max<int64_t>(lo, 0);
       hi = std::min<int64_t>(hi, H);
       if (hi - lo < 1) return;  // rows entirely in the padding: leave it to the reference
-      Chunk c;
-      c.in_row = lo;
-      c.out_row = r0;
       const int64_t n = nhwc_ ? 1 : N;
-      c.src = memory::desc({n, C, hi - lo, Wd}, ddt::f32, nhwc_ ? tag::nhwc : tag::nchw);
-      c.dst = memory::desc({n, M, r1 - r0, OW}, ddt::f32, nhwc_ ? tag::nhwc : tag::nchw);
-      memory::desc wany(wdims, ddt::f32, tag::any);
-      const dims st{strides_[0], strides_[1]}, dl{dil_[0] - 1, dil_[1] - 1}, padl{ptc, pl}, padr{pbc, pr};
-      const auto prop = dnnl::prop_kind::forward_inference;
-      const auto alg = dnnl::algorithm::convolution_direct;
-      auto d = B_.empty_value() ? dnnl::convolution_forward::desc(prop, alg, c.src, wany, c.dst, st, dl, padl, padr)
-                                : dnnl::convolution_forward::desc(prop, alg, c.src, wany, p.bias, c.dst, st, dl, padl, padr);
-      dnnl::convolution_forward::primitive_desc pd(d, attr(), engine());
-      if (is_reference_impl(pd.impl_info_str())) return;  // slower than our reference; let it run
-      c.prim = dnnl::convolution_forward(pd);
-      c.scratch_desc = pd.scratchpad_desc();
-      c.scratch = c.scratch_desc.get_size();
-      c.weights = weights_for(pd.weights_desc(), wdims, G);
-      p.chunks.push_back(std::move(c));
+      if (!add_chunk(memory::desc({n, C, hi - lo, Wd}, ddt::f32, nhwc_ ? tag::nhwc : tag::nchw),
+                     memory::desc({n, M, r1 - r0, OW}, ddt::f32, nhwc_ ? tag::nhwc : tag::nchw), lo * Wd * C,
+                     r0 * OW * M, ptc, pbc, pl, pr))
+        return;
     }
-    p.x_image = H * Wd * C;
-    p.y_image = OH * OW * M;
-    p.x_row = Wd * C;
-    p.y_row = OW * M;
-    p.y_shape = nhwc_ ? Shape{N, OH, OW, M} : Shape{N, M, OH, OW};
     p.ok = true;
   }
 
