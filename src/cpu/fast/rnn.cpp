@@ -1,13 +1,24 @@
 // cpu/fast/rnn.cpp — fast LSTM, GRU and RNN for float32 (see fast.h).
 //
-// Prepared once: each direction's recurrence weights R are re-laid-out into column blocks of 16
+// Prepared once: the gate columns of W, R, the biases and the peepholes are reordered by chunks of
+// hidden units ([chunk][gate][unit of the chunk], chunks of a multiple of 16 units, at most 8 of
+// them; one chunk = the ONNX order), then W and R are re-laid-out into column blocks of 16
 // ([block][k][16], cpu/fast/rnn_cells.inc) so the per-step GEMM h·R^T streams them contiguously,
 // and the biases are folded (Wb + Rb) into one vector. Per run and direction: the input projection
 // of every time step is one GEMM (X·W^T + bias over seq*batch rows, W packed the same way), then each
-// step runs the packed recurrence GEMM (hand-vectorised; 1 row: 8 vector accumulators) and
-// the gate arithmetic with vectorised sigmoid/tanh. One source (rnn_cells.inc) is instantiated for
-// AVX-512, AVX2+FMA and plain float; the best the CPU has is chosen at run time. The state lives directly in the Y_h /
-// Y_c outputs (same layout as initial_h / initial_c), Y is written as the steps go.
+// step runs, chunk by chunk, the packed recurrence GEMM for the chunk's gate columns (hand-vectorised;
+// 1 row: 8 vector accumulators) and the gate arithmetic of its units with vectorised sigmoid/tanh.
+// One source (rnn_cells.inc) is instantiated for AVX-512, AVX2+FMA and plain float; the best the CPU
+// has is chosen at run time. The state is double-buffered ([batch, H] for steps k and k + 1), copied
+// from initial_h / initial_c and into Y_h / Y_c; Y is written as the steps go.
+//
+// Threads: with --threads > 1, a forward or reverse LSTM, RNN or GRU with linear_before_reset (from
+// kTeamMinMacs of recurrence work per batch row and step; LSTM H >= 128) runs its steps on a team
+// (Team, FastRnn::run_team): the chunks of a step are claimed by whichever team thread is running,
+// so a thread another process keeps off its core only slows the step down to one thread's speed,
+// never stalls it. The implementation name then ends in _team<N>. Bidirectional runs its two
+// directions in parallel instead (each on one thread); GRU without linear_before_reset (its second
+// GEMM needs all of r ⊙ h) and small cells run on one thread.
 //
 // Handled: forward / reverse / bidirectional (the two directions run in parallel when there are
 // threads), layout 0 and 1, sequence_lens (same semantics as the reference kernel), initial_h /
@@ -28,9 +39,12 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/parallel.h"
@@ -331,13 +345,184 @@ int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// One chunk's claim state, on its own cache line: step * 4 + phase (phase 1 claimed, 2 committing
-// or taken over by the leader, 3 done). Steps count from 1, so 0 is "never claimed".
-struct alignas(64) Slot {
-  std::atomic<uint64_t> st{0};
+// ---- the recurrence team -------------------------------------------------------------------------
+// A job: `steps` steps of `nchunk` chunks each; step k of a chunk is computed (into the thread's
+// private buffers, from the shared state of step k only) and then committed (copied into the state
+// of step k + 1). See FastRnn::run_team for the protocol's rationale.
+struct TeamJob {
+  int64_t nchunk = 1, steps = 0;
+  int nt = 2;                   // team threads, the leader included
+  int64_t steal_after_ns = -1;  // < 0: adaptive
+  virtual void compute(int64_t c, int64_t k, ChunkScratch& pv) const = 0;
+  virtual void commit(int64_t c, int64_t k, const ChunkScratch& pv) const = 0;
+  virtual ~TeamJob() = default;
 };
-struct alignas(64) StepCounter {
-  std::atomic<uint64_t> v{0};
+
+// The helpers of the recurrence team: threads of their own (not the parallel_for pool, whose
+// regions end only when every worker has run: a worker another process keeps off the CPU would hold
+// the end of every LSTM). They sleep while no job runs, so with --threads N at most N threads
+// compute: the leader (the caller) plus N - 1 helpers, and only during a job. A helper that the
+// scheduler runs late finds the job gone and goes back to sleep; a job's memory is touched only
+// under `in_flight_`, which the leader waits on before returning.
+class Team {
+ public:
+  static constexpr int64_t kMaxChunks = 8;
+  static Team& get() {
+    static Team t;
+    return t;
+  }
+  // Runs the job with the caller as leader; false (nothing done) when another run holds the team.
+  bool run(const TeamJob& job) {
+    std::unique_lock<std::mutex> one(run_mu_, std::try_to_lock);
+    if (!one.owns_lock() || job.nchunk > kMaxChunks) return false;
+    const uint64_t base = next_id_;
+    next_id_ += static_cast<uint64_t>(job.steps) + 1;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      while (static_cast<int>(threads_.size()) < job.nt - 1) {
+        const int id = static_cast<int>(threads_.size()) + 1;
+        threads_.emplace_back([this, id] { helper(id); });
+      }
+      job_ = &job;
+      base_ = base;
+      step_.v.store(base + 1, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_seq_cst);  // before active_: a helper that sees this job active sees its generation
+      active_.store(true, std::memory_order_seq_cst);
+    }
+    cv_.notify_all();
+    lead(job, base);
+    active_.store(false, std::memory_order_seq_cst);
+    // A helper inside the job (at most one chunk's work, unless it was descheduled) finishes first.
+    for (int i = 0;; ++i) {
+      const int v = in_flight_.v.load(std::memory_order_seq_cst);
+      if (v == 0) break;
+      if (i < 2048) _mm_pause();
+      else in_flight_.v.wait(v);  // sleeping lets the scheduler run a descheduled helper here
+    }
+    return true;
+  }
+  ~Team() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+      gen_.fetch_add(1);
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  struct alignas(64) Slot {  // a chunk's claim state: id * 4 + phase (1 claimed, 2 committing or taken over, 3 done)
+    std::atomic<uint64_t> st{0};
+  };
+  struct alignas(64) Counter {
+    std::atomic<uint64_t> v{0};
+  };
+  struct alignas(64) Flight {
+    std::atomic<int> v{0};
+  };
+
+  bool claim(int64_t c, uint64_t id) {
+    uint64_t v = slots_[c].st.load(std::memory_order_relaxed);
+    return v < id * 4 && slots_[c].st.compare_exchange_strong(v, id * 4 + 1, std::memory_order_acq_rel);
+  }
+
+  // The leader claims chunks in order, waits for the ones others claimed (taking over any that takes
+  // more than a few of its own chunk-times), then publishes the next step.
+  void lead(const TeamJob& job, uint64_t base) {
+    ChunkScratch& pv = chunk_scratch();
+    int64_t chunk_ns = 0;  // the leader's recent time per chunk
+    for (int64_t k = 0; k < job.steps; ++k) {
+      const uint64_t id = base + 1 + static_cast<uint64_t>(k);
+      for (int64_t c = 0; c < job.nchunk; ++c) {
+        if (!claim(c, id)) continue;
+        const int64_t t0 = now_ns();
+        job.compute(c, k, pv);
+        job.commit(c, k, pv);
+        slots_[c].st.store(id * 4 + 3, std::memory_order_release);
+        const int64_t dt = now_ns() - t0;
+        chunk_ns = chunk_ns ? (3 * chunk_ns + dt) / 4 : dt;
+      }
+      const int64_t patience = job.steal_after_ns >= 0 ? job.steal_after_ns : 3 * chunk_ns + 2000;
+      for (int64_t c = 0; c < job.nchunk; ++c) {
+        std::atomic<uint64_t>& st = slots_[c].st;
+        if (st.load(std::memory_order_acquire) == id * 4 + 3) continue;
+        const int64_t t0 = now_ns();
+        wait_until([&] {
+          const uint64_t v = st.load(std::memory_order_acquire);
+          if (v == id * 4 + 3) return true;
+          uint64_t expect = id * 4 + 1;
+          if (v == expect && now_ns() - t0 >= patience &&
+              st.compare_exchange_strong(expect, id * 4 + 2, std::memory_order_acq_rel)) {
+            job.compute(c, k, pv);  // taken over
+            job.commit(c, k, pv);
+            st.store(id * 4 + 3, std::memory_order_release);
+            return true;
+          }
+          return false;
+        });
+      }
+      step_.v.store(id + 1, std::memory_order_release);
+    }
+  }
+
+  void helper(int p) {
+    uint64_t seen_gen = 0;
+    for (;;) {
+      const TeamJob* job;
+      uint64_t base;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || gen_.load() != seen_gen; });
+        if (stop_) return;
+        seen_gen = gen_.load();
+        job = job_;  // valid while that generation's job is active (checked under in_flight_ below)
+        base = base_;
+      }
+      uint64_t seen = 0;
+      for (;;) {
+        // Enter the job; it cannot end (and its memory stays valid) while in_flight_ counts us.
+        in_flight_.v.fetch_add(1, std::memory_order_seq_cst);
+        bool alive = active_.load(std::memory_order_seq_cst) && gen_.load(std::memory_order_seq_cst) == seen_gen;
+        if (alive && p >= job->nt) alive = false;
+        const uint64_t id = alive ? step_.v.load(std::memory_order_acquire) : 0;
+        if (alive && id > base + static_cast<uint64_t>(job->steps)) alive = false;
+        if (alive && id != seen) {
+          seen = id;
+          ChunkScratch& pv = chunk_scratch();
+          const int64_t start = p * job->nchunk / job->nt;
+          for (int64_t i = 0; i < job->nchunk; ++i) {
+            const int64_t c = (start + i) % job->nchunk;
+            if (!claim(c, id)) continue;
+            const int64_t k = static_cast<int64_t>(id - base - 1);
+            job->compute(c, k, pv);
+            uint64_t expect = id * 4 + 1;
+            if (!slots_[c].st.compare_exchange_strong(expect, id * 4 + 2, std::memory_order_acq_rel)) break;  // taken over
+            job->commit(c, k, pv);
+            slots_[c].st.store(id * 4 + 3, std::memory_order_release);
+          }
+        }
+        if (in_flight_.v.fetch_sub(1, std::memory_order_seq_cst) == 1 && !active_.load(std::memory_order_seq_cst))
+          in_flight_.v.notify_all();
+        if (!alive) break;
+        // Next step (or the end of the job).
+        wait_until([&] { return step_.v.load(std::memory_order_acquire) != seen || !active_.load(std::memory_order_acquire); });
+      }
+    }
+  }
+
+  std::mutex run_mu_, mu_;
+  std::condition_variable cv_;
+  std::vector<std::thread> threads_;
+  std::atomic<uint64_t> gen_{0};  // job generation (written under mu_)
+  bool stop_ = false;
+  const TeamJob* job_ = nullptr;  // under mu_
+  uint64_t base_ = 0;             // under mu_: the job's step ids are base_ + 1 ... base_ + steps
+  uint64_t next_id_ = 1;          // under run_mu_
+  Slot slots_[kMaxChunks];
+  Counter step_;  // the id of the step being computed
+  Flight in_flight_;
+  std::atomic<bool> active_{false};
 };
 
 class FastRnn final : public PreparedKernel {
@@ -650,7 +835,8 @@ class FastRnn final : public PreparedKernel {
     }
   }
 
-  // The recurrence on a team of `nt` threads (parallel_for; the caller is one of them). Each step's
+  // The recurrence on a team of `nt` threads (Team: the caller leads, nt - 1 helpers; false when
+  // the team is busy with another run, which then runs on one thread). Each step's
   // chunks are claimed with a compare-and-swap: thread p starts at chunk p * nchunk / nt (so each
   // thread keeps streaming the same slice of R, which stays in its core's cache) and takes any chunk
   // still unclaimed. A thread that is not running claims nothing, so the others simply do its share
@@ -661,76 +847,20 @@ class FastRnn final : public PreparedKernel {
   // sees its commit refused and drops its result. Every chunk is computed into private buffers from
   // the state of step k only, so whoever commits it, the result is the same (bit for bit: the same
   // code on the same inputs), and results do not depend on timing or the thread count.
-  void run_team(const Dir& r, int64_t steps, int nt) const {
-    std::vector<Slot> slots(static_cast<size_t>(nchunk_));
-    StepCounter step;
-    step.v.store(1, std::memory_order_relaxed);
-    const int64_t steal_cfg = g_steal_after_ns;
-    auto claim = [&](int64_t c, uint64_t s) {
-      uint64_t v = slots[static_cast<size_t>(c)].st.load(std::memory_order_relaxed);
-      return v < s * 4 &&
-             slots[static_cast<size_t>(c)].st.compare_exchange_strong(v, s * 4 + 1, std::memory_order_acq_rel);
-    };
-    auto member = [&](int p) {
-      ChunkScratch& pv = chunk_scratch();
-      const int64_t start = p * nchunk_ / nt;
-      if (p == 0) {  // the leader
-        int64_t chunk_ns = 0;  // its recent time per chunk
-        for (uint64_t s = 1; s <= static_cast<uint64_t>(steps); ++s) {
-          const int64_t k = static_cast<int64_t>(s) - 1;
-          for (int64_t c = 0; c < nchunk_; ++c) {
-            if (!claim(c, s)) continue;
-            const int64_t t0 = now_ns();
-            chunk_compute(r, c, k, pv);
-            chunk_commit(r, c, k, pv);
-            slots[static_cast<size_t>(c)].st.store(s * 4 + 3, std::memory_order_release);
-            const int64_t dt = now_ns() - t0;
-            chunk_ns = chunk_ns ? (3 * chunk_ns + dt) / 4 : dt;
-          }
-          const int64_t patience = steal_cfg >= 0 ? steal_cfg : 3 * chunk_ns + 2000;
-          for (int64_t c = 0; c < nchunk_; ++c) {
-            std::atomic<uint64_t>& st = slots[static_cast<size_t>(c)].st;
-            if (st.load(std::memory_order_acquire) == s * 4 + 3) continue;
-            const int64_t t0 = now_ns();
-            wait_until([&] {
-              const uint64_t v = st.load(std::memory_order_acquire);
-              if (v == s * 4 + 3) return true;
-              uint64_t expect = s * 4 + 1;
-              if (v == expect && now_ns() - t0 >= patience &&
-                  st.compare_exchange_strong(expect, s * 4 + 2, std::memory_order_acq_rel)) {
-                chunk_compute(r, c, k, pv);  // taken over
-                chunk_commit(r, c, k, pv);
-                st.store(s * 4 + 3, std::memory_order_release);
-                return true;
-              }
-              return false;
-            });
-          }
-          step.v.store(s + 1, std::memory_order_release);
-        }
-        return;
-      }
-      uint64_t seen = 0;
-      for (;;) {
-        uint64_t s = 0;
-        wait_until([&] { return (s = step.v.load(std::memory_order_acquire)) != seen; });
-        if (s > static_cast<uint64_t>(steps)) return;
-        seen = s;
-        for (int64_t i = 0; i < nchunk_; ++i) {
-          const int64_t c = (start + i) % nchunk_;
-          if (!claim(c, s)) continue;
-          chunk_compute(r, c, static_cast<int64_t>(s) - 1, pv);
-          uint64_t expect = s * 4 + 1;
-          std::atomic<uint64_t>& st = slots[static_cast<size_t>(c)].st;
-          if (!st.compare_exchange_strong(expect, s * 4 + 2, std::memory_order_acq_rel)) break;  // taken over: behind
-          chunk_commit(r, c, static_cast<int64_t>(s) - 1, pv);
-          st.store(s * 4 + 3, std::memory_order_release);
-        }
-      }
-    };
-    parallel_for(nt, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p) member(static_cast<int>(p));
-    });
+  bool run_team(const Dir& r, int64_t steps, int nt) const {
+    struct Job final : TeamJob {
+      const FastRnn* self;
+      const Dir* r;
+      void compute(int64_t c, int64_t k, ChunkScratch& pv) const override { self->chunk_compute(*r, c, k, pv); }
+      void commit(int64_t c, int64_t k, const ChunkScratch& pv) const override { self->chunk_commit(*r, c, k, pv); }
+    } job;
+    job.self = this;
+    job.r = &r;
+    job.nchunk = nchunk_;
+    job.steps = steps;
+    job.nt = nt;
+    job.steal_after_ns = g_steal_after_ns;
+    return Team::get().run(job);
   }
 
   void run_direction(const float* X, int64_t seq, int64_t batch, int64_t d, bool reverse,
@@ -765,9 +895,7 @@ class FastRnn final : public PreparedKernel {
     if (!lens.empty()) steps = *std::max_element(lens.begin(), lens.end());
 
     const int nt = team_size();
-    if (nt > 1 && steps > 1) {
-      run_team(r, steps, nt);
-    } else {
+    if (!(nt > 1 && steps > 1 && run_team(r, steps, nt))) {  // one thread (or the team is busy with another run)
       ChunkScratch& pv = chunk_scratch();
       for (int64_t k = 0; k < steps; ++k)
         for (int64_t c = 0; c < nchunk_; ++c) {
