@@ -25,7 +25,7 @@
 namespace opennpu::cpu {
 void fast_rnn_force_isa(int isa);
 bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t n);
-void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns);
+void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns, bool wait_for_helpers);
 }  // namespace opennpu::cpu
 
 namespace {
@@ -338,16 +338,17 @@ TEST_P(FastRnn, LargerAndThreaded) {
 // hidden sizes (a short last chunk), 2 threads and more threads than chunks. Each case against the
 // reference at the tolerance above, and bit for bit against the same kernel on one thread (a chunk
 // is computed by the same code whichever thread runs it). steal = 0 makes the leader take over
-// every chunk another thread has claimed but not finished, so the take-over path runs too.
+// every chunk another thread has claimed but not finished, so the take-over path runs too; the
+// leader waits for its helpers to join each run (test hook), so they take part even in short runs.
 class FastRnnTeam : public FastRnn {
  protected:
   void TearDown() override {
-    cpu::fast_rnn_team_tuning(-1, -1);
+    cpu::fast_rnn_team_tuning(-1, -1, false);
     FastRnn::TearDown();
   }
   void team_case(Config c, uint32_t seed, int64_t steal_ns) {
     SCOPED_TRACE("steal_after_ns=" + std::to_string(steal_ns));
-    cpu::fast_rnn_team_tuning(0, steal_ns);
+    cpu::fast_rnn_team_tuning(0, steal_ns, true);
     const int64_t chunks = (c.hidden + 15) / 16 >= 2 ? std::min<int64_t>(8, (c.hidden + 15) / 16) : 1;
     std::map<std::string, Tensor> one, many;
     const int threads = c.threads;
@@ -409,7 +410,7 @@ TEST_P(FastRnnTeam, MoreThreadsThanChunks) {
     c.hidden = 7;  // one chunk: no team
     c.seq = 4;
     c.threads = threads;
-    cpu::fast_rnn_team_tuning(0, -1);
+    cpu::fast_rnn_team_tuning(0, -1, true);
     EXPECT_EQ(check(c, 3600 + threads), "fast_lstm_" + isa());
   }
 }
@@ -423,7 +424,7 @@ TEST_P(FastRnnTeam, ModelShapeAndFallbacks) {
   c.seq = 100;
   c.threads = 2;
   team_case(c, 3700, -1);
-  cpu::fast_rnn_team_tuning(-1, -1);
+  cpu::fast_rnn_team_tuning(-1, -1, false);
   EXPECT_EQ(check(c, 3701), "fast_lstm_" + isa() + "_team2");
   c.seq = 20;
   c.direction = "bidirectional";

@@ -61,8 +61,9 @@ bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t
 // Test hook for the multi-threaded recurrence (the team, see run_team): kernels prepared from now on
 // use it from `min_macs` multiply-adds per batch row and step (< 0: the default, kTeamMinMacs); the
 // leader takes over a chunk another thread claimed after `steal_after_ns` of waiting (< 0: adaptive,
-// 0: at once, which makes the take-over path run on every step; for tests).
-void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns);
+// 0: at once, which makes the take-over path run on every step; for tests); wait_for_helpers: the
+// leader starts a job only once every helper has joined it (so tests see the helpers take part).
+void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns, bool wait_for_helpers);
 
 namespace {
 
@@ -72,6 +73,7 @@ constexpr int64_t kNB = 16;  // packed column block width
 // The team pays off from about this much recurrence work per batch row and step (LSTM H=128: 64K).
 constexpr int64_t kTeamMinMacs = int64_t(1) << 16;
 std::atomic<int64_t> g_team_min_macs{-1}, g_steal_after_ns{-1};
+std::atomic<bool> g_wait_for_helpers{false};
 
 // ---- the generic (plain float) instantiation ---------------------------------------------------
 namespace generic {
@@ -353,6 +355,7 @@ struct TeamJob {
   int64_t nchunk = 1, steps = 0;
   int nt = 2;                   // team threads, the leader included
   int64_t steal_after_ns = -1;  // < 0: adaptive
+  bool wait_for_helpers = false;  // test hook: start once every helper has joined
   virtual void compute(int64_t c, int64_t k, ChunkScratch& pv) const = 0;
   virtual void commit(int64_t c, int64_t k, const ChunkScratch& pv) const = 0;
   virtual ~TeamJob() = default;
@@ -386,10 +389,12 @@ class Team {
       job_ = &job;
       base_ = base;
       step_.v.store(base + 1, std::memory_order_relaxed);
+      joined_.store(0, std::memory_order_relaxed);
       gen_.fetch_add(1, std::memory_order_seq_cst);  // before active_: a helper that sees this job active sees its generation
       active_.store(true, std::memory_order_seq_cst);
     }
     cv_.notify_all();
+    if (job.wait_for_helpers) wait_until([&] { return joined_.load(std::memory_order_acquire) >= job.nt - 1; });
     lead(job, base);
     active_.store(false, std::memory_order_seq_cst);
     // A helper inside the job (at most one chunk's work, unless it was descheduled) finishes first.
@@ -480,11 +485,16 @@ class Team {
         base = base_;
       }
       uint64_t seen = 0;
+      bool joined = false;
       for (;;) {
         // Enter the job; it cannot end (and its memory stays valid) while in_flight_ counts us.
         in_flight_.v.fetch_add(1, std::memory_order_seq_cst);
         bool alive = active_.load(std::memory_order_seq_cst) && gen_.load(std::memory_order_seq_cst) == seen_gen;
         if (alive && p >= job->nt) alive = false;
+        if (alive && !joined) {
+          joined = true;
+          joined_.fetch_add(1, std::memory_order_release);
+        }
         const uint64_t id = alive ? step_.v.load(std::memory_order_acquire) : 0;
         if (alive && id > base + static_cast<uint64_t>(job->steps)) alive = false;
         if (alive && id != seen) {
@@ -523,6 +533,7 @@ class Team {
   Counter step_;  // the id of the step being computed
   Flight in_flight_;
   std::atomic<bool> active_{false};
+  std::atomic<int> joined_{0};  // helpers that have entered the current job
 };
 
 class FastRnn final : public PreparedKernel {
@@ -860,6 +871,7 @@ class FastRnn final : public PreparedKernel {
     job.steps = steps;
     job.nt = nt;
     job.steal_after_ns = g_steal_after_ns;
+    job.wait_for_helpers = g_wait_for_helpers;
     return Team::get().run(job);
   }
 
@@ -940,9 +952,10 @@ std::unique_ptr<PreparedKernel> prepare_cell(const PrepareContext& pc, std::stri
 
 void fast_rnn_force_isa(int isa) { g_force_isa = isa; }
 
-void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns) {
+void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns, bool wait_for_helpers) {
   g_team_min_macs = min_macs;
   g_steal_after_ns = steal_after_ns;
+  g_wait_for_helpers = wait_for_helpers;
 }
 
 bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t n) {
