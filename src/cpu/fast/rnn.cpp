@@ -439,13 +439,17 @@ class Team {
     int64_t chunk_ns = 0;  // the leader's recent time per chunk
     for (int64_t k = 0; k < job.steps; ++k) {
       const uint64_t id = base + 1 + static_cast<uint64_t>(k);
+      const int64_t t0 = now_ns();
+      int64_t mine = 0;
       for (int64_t c = 0; c < job.nchunk; ++c) {
         if (!claim(c, id)) continue;
-        const int64_t t0 = now_ns();
         job.compute(c, k, pv);
         job.commit(c, k, pv);
         slots_[c].st.store(id * 4 + 3, std::memory_order_release);
-        const int64_t dt = now_ns() - t0;
+        ++mine;
+      }
+      if (mine) {
+        const int64_t dt = (now_ns() - t0) / mine;
         chunk_ns = chunk_ns ? (3 * chunk_ns + dt) / 4 : dt;
       }
       const int64_t patience = job.steal_after_ns >= 0 ? job.steal_after_ns : 3 * chunk_ns + 2000;
