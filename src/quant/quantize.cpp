@@ -18,10 +18,12 @@
 #include <unordered_set>
 
 #include <fmt/format.h>
+#include <immintrin.h>
 
 #include "core/npy.h"
 #include "core/quant.h"
 #include "cpu/executor.h"
+#include "cpu/fast/fast.h"
 #include "onnx/importer.h"
 
 namespace fs = std::filesystem;
@@ -144,6 +146,25 @@ constexpr int kBins = 2048;
 // Fewest values (over all batches) for percentile/entropy clipping of a tensor; below, minmax.
 constexpr double kMinHistogramValues = 65536;
 
+// min, max and max |x| of the finite values of d[0..n) folded into lo, hi, amax (exact: the
+// order of min/max operations does not change their result). AVX-512 when the CPU has it: the
+// scalar loop does not vectorise and was the largest part of the calibration time on resnet50.
+__attribute__((target("avx512f"))) void minmax_avx512(const float* d, int64_t n, float& lo, float& hi, float& amax) {
+  __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vam = _mm512_set1_ps(amax);
+  const __m512 big = _mm512_set1_ps(std::numeric_limits<float>::max());
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, d + i), a = _mm512_abs_ps(v);
+    const __mmask16 fin = _mm512_mask_cmp_ps_mask(m, a, big, _CMP_LE_OQ);  // false for NaN and +-inf
+    vlo = _mm512_mask_min_ps(vlo, fin, vlo, v);
+    vhi = _mm512_mask_max_ps(vhi, fin, vhi, v);
+    vam = _mm512_mask_max_ps(vam, fin, vam, a);
+  }
+  lo = _mm512_reduce_min_ps(vlo);
+  hi = _mm512_reduce_max_ps(vhi);
+  amax = _mm512_reduce_max_ps(vam);
+}
+
 struct Stats {
   float min = std::numeric_limits<float>::infinity(), max = -std::numeric_limits<float>::infinity();
   bool want_hist = false;
@@ -151,11 +172,15 @@ struct Stats {
   std::vector<double> hist;
   void add(const float* d, int64_t n) {
     float lo = min, hi = max, amax = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (!std::isfinite(d[i])) continue;
-      lo = std::min(lo, d[i]);
-      hi = std::max(hi, d[i]);
-      amax = std::max(amax, std::fabs(d[i]));
+    if (cpu::cpu_features().avx512f) {
+      minmax_avx512(d, n, lo, hi, amax);
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        if (!std::isfinite(d[i])) continue;
+        lo = std::min(lo, d[i]);
+        hi = std::max(hi, d[i]);
+        amax = std::max(amax, std::fabs(d[i]));
+      }
     }
     min = lo;
     max = hi;
@@ -631,20 +656,26 @@ QuantizeReport quantize_model(const std::string& in_path, const std::string& out
   }
   rep.calib_samples = static_cast<int>(batches.size());
 
-  // Calibration: the reference kernels on the graph as imported, observing every value.
+  // Calibration: every value a node of the graph computes is observed. The model runs on the CPU
+  // fast path (oneDNN convs, ...) with all those values declared as graph outputs, which the CPU
+  // passes must keep (they never fuse a graph output away), so each is computed as the ONNX graph
+  // defines it; its values differ from the reference kernels' only by float32 rounding. (This
+  // used to run the reference kernels with RunOptions::fast = false: 3-10x slower.)
   std::map<std::string, Stats> stats;
-  std::mutex mu;
   const bool hist = opts.method != Method::minmax;
-  cpu::RunOptions ro;
-  ro.fast = false;
-  ro.on_value = [&](const std::string& name, const Tensor& t) {
-    if (t.dtype() != DType::Float32 || t.numel() == 0) return;
-    std::lock_guard<std::mutex> lk(mu);
-    Stats& s = stats[name];
-    s.want_hist = hist;
-    s.add(t.data<float>(), t.numel());
-  };
-  cpu::Executor ex(im, ro);
+  ir::Model cm = im;  // initializers share their buffers
+  {
+    std::unordered_set<std::string> outs;
+    for (const auto& o : cm.graph.outputs) outs.insert(o.name);
+    for (const auto& n : im.graph.nodes)
+      for (const auto& o : n.outputs) {
+        if (o.empty() || !outs.insert(o).second) continue;
+        ir::ValueInfo vi;
+        vi.name = o;
+        cm.graph.outputs.push_back(vi);
+      }
+  }
+  cpu::Executor ex(cm);
   for (size_t b = 0; b < batches.size(); ++b) {
     for (const auto& [name, t] : batches[b])
       if (t.dtype() == DType::Float32) {
@@ -652,7 +683,13 @@ QuantizeReport quantize_model(const std::string& in_path, const std::string& out
         s.want_hist = hist;
         s.add(t.data<float>(), t.numel());
       }
-    ex.run(batches[b]);
+    auto values = ex.run(batches[b]);
+    for (const auto& [name, t] : values) {
+      if (t.dtype() != DType::Float32 || t.numel() == 0) continue;
+      Stats& s = stats[name];
+      s.want_hist = hist;
+      s.add(t.data<float>(), t.numel());
+    }
     if (opts.progress) opts.progress(static_cast<int>(b + 1), static_cast<int>(batches.size()));
   }
 
