@@ -490,14 +490,21 @@ TEST(FastLayoutTranspose, MatchesReferenceAndDeclinesOtherPerms) {
       continue;
     }
     ASSERT_TRUE(k) << why;
-    for (Shape s : {Shape{2, 5, 7, 3}, Shape{1, 3, 224, 224}, Shape{1, 1, 1, 2048}}) {
-      Tensor x = random_tensor(s, 3);
-      KernelContext rc(node, {&x}, 17, nullptr);
-      registry().find("", "Transpose", 17)->fn(rc);
-      KernelContext fc(node, {&x}, 17, nullptr);
-      k->run(fc);
-      EXPECT_EQ(rel_err(fc.outputs()[0], rc.outputs()[0]), 0.0) << shape_str(s);
+    // Large images are split into row chunks over the threads (odd row counts, batches, fewer
+    // rows than threads).
+    for (int threads : {1, 2, 3}) {
+      set_num_threads(threads);
+      for (Shape s : {Shape{2, 5, 7, 3}, Shape{1, 3, 224, 224}, Shape{1, 1, 1, 2048}, Shape{3, 17, 29, 41},
+                      Shape{2, 64, 7, 40}, Shape{1, 4096, 2, 3}}) {
+        Tensor x = random_tensor(s, 3);
+        KernelContext rc(node, {&x}, 17, nullptr);
+        registry().find("", "Transpose", 17)->fn(rc);
+        KernelContext fc(node, {&x}, 17, nullptr);
+        k->run(fc);
+        EXPECT_EQ(rel_err(fc.outputs()[0], rc.outputs()[0]), 0.0) << shape_str(s) << ", " << threads << " threads";
+      }
     }
+    set_num_threads(0);
   }
 }
 

@@ -488,38 +488,80 @@ class FastLayoutTranspose final : public PreparedKernel {
     const Tensor& x = ctx.input(0);
     if (x.dtype() != DType::Float32 || x.rank() != 4 || x.numel() == 0) return ref_(ctx);
     const Shape& s = x.shape();
-    // Logical NCHW dims of the data.
-    const dims d = to_nhwc_ ? dims{s[0], s[1], s[2], s[3]} : dims{s[0], s[3], s[1], s[2]};
-    std::shared_ptr<const dnnl::reorder> r;
+    const int threads = in_parallel_region() ? 1 : num_threads();
+    std::shared_ptr<const Plan> p;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      auto& slot = cache_[s];
+      auto& slot = cache_[{s, threads}];
       if (!slot) {
-        memory::desc src(d, ddt::f32, to_nhwc_ ? tag::nchw : tag::nhwc), dst(d, ddt::f32, to_nhwc_ ? tag::nhwc : tag::nchw);
+        auto np = std::make_shared<Plan>();
         try {
-          slot = std::make_shared<const dnnl::reorder>(dnnl::reorder::primitive_desc(engine(), src, engine(), dst));
+          build(s, threads, *np);
         } catch (const dnnl::error&) {
-          slot = nullptr;
+          np->chunks.clear();
         }
+        slot = np;
       }
-      r = slot;
+      p = slot;
     }
-    if (!r) return ref_(ctx);
+    if (p->chunks.empty()) return ref_(ctx);
     const Shape ys = to_nhwc_ ? Shape{s[0], s[2], s[3], s[1]} : Shape{s[0], s[3], s[1], s[2]};
     Tensor& y = ctx.alloc_output(0, DType::Float32, ys, KernelContext::Init::Uninit);
-    memory src(memory::desc(d, ddt::f32, to_nhwc_ ? tag::nchw : tag::nhwc), engine(), const_cast<void*>(x.raw()));
-    memory dst(memory::desc(d, ddt::f32, to_nhwc_ ? tag::nhwc : tag::nchw), engine(), y.raw());
-    ThreadState& ts = thread_state();
-    omp_set_num_threads(1);
-    r->execute(ts.stream, src, dst);
-    ts.stream.wait();
+    const float* xp = x.data<float>();
+    float* yp = y.data<float>();
+    const int64_t nc = static_cast<int64_t>(p->chunks.size()), image = x.numel() / s[0];
+    auto exec = [&](int64_t i) {
+      const Chunk& c = p->chunks[static_cast<size_t>(i % nc)];
+      const int64_t n = i / nc;
+      memory src(c.src, engine(), const_cast<float*>(xp + n * image + c.src_off));
+      memory dst(c.dst, engine(), yp + n * image + c.dst_off);
+      ThreadState& ts = thread_state();
+      omp_set_num_threads(1);
+      c.prim.execute(ts.stream, src, dst);
+      ts.stream.wait();
+    };
+    // Split into row chunks (a copy is memory-bound; on the network input this also wakes the
+    // pool's workers for the first conv, which would otherwise pay their wake-up).
+    parallel_tasks(s[0] * nc, exec);
   }
 
  private:
+  struct Chunk {
+    dnnl::reorder prim;
+    memory::desc src, dst;
+    int64_t src_off = 0, dst_off = 0;
+  };
+  struct Plan {
+    std::vector<Chunk> chunks;  // row chunks of one image; empty: declined
+  };
+  // Below this many elements per image one chunk (a few microseconds of copying).
+  static constexpr int64_t kMinParallelElems = 1 << 14;
+
+  void build(const Shape& s, int threads, Plan& p) const {
+    // Logical NCHW dims of one image; rows (H) split into chunks.
+    const int64_t C = to_nhwc_ ? s[1] : s[3], H = to_nhwc_ ? s[2] : s[1], W = to_nhwc_ ? s[3] : s[2];
+    const int64_t T = C * H * W >= kMinParallelElems ? std::min<int64_t>(threads, H) : 1;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t h0 = H * t / T, h1 = H * (t + 1) / T, h = h1 - h0;
+      if (h == 0) continue;
+      const dims d{1, C, h, W};
+      // The chunk's rows inside the whole image: NCHW strides of the full image, NHWC dense.
+      memory::desc nchw(d, ddt::f32, dims{C * H * W, H * W, W, 1}), nhwc(d, ddt::f32, tag::nhwc);
+      Chunk c;
+      c.src = to_nhwc_ ? nchw : nhwc;
+      c.dst = to_nhwc_ ? nhwc : nchw;
+      const int64_t nchw_off = h0 * W, nhwc_off = h0 * W * C;
+      c.src_off = to_nhwc_ ? nchw_off : nhwc_off;
+      c.dst_off = to_nhwc_ ? nhwc_off : nchw_off;
+      c.prim = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), c.src, engine(), c.dst));
+      p.chunks.push_back(std::move(c));
+    }
+  }
+
   bool to_nhwc_;
   KernelFn ref_;
   mutable std::mutex mu_;
-  mutable std::map<Shape, std::shared_ptr<const dnnl::reorder>> cache_;
+  mutable std::map<std::pair<Shape, int>, std::shared_ptr<const Plan>> cache_;
 };
 
 }  // namespace
