@@ -421,6 +421,10 @@ class FastQConv final : public PreparedKernel {
     auto key = std::make_pair(xs, threads);
     if (auto it = plans_.find(key); it != plans_.end()) return it->second;
     auto p = std::make_shared<Plan>();
+    // oneDNN fixes some kernels' thread count when the primitive is created (the int8 convs'
+    // zero-point padding compensation ran on a 2-thread OpenMP team: 50x slower on a loaded
+    // machine): create them with 1 thread, like they run.
+    omp_set_num_threads(1);
     try {
       build(xs, threads, *p);
     } catch (const dnnl::error&) {
@@ -641,6 +645,7 @@ class FastQMatMul final : public PreparedKernel {
     std::lock_guard<std::mutex> lk(mu_);
     if (auto it = plans_.find(rows); it != plans_.end()) return it->second;
     auto p = std::make_shared<Plan>();
+    omp_set_num_threads(1);  // see FastQConv::plan
     try {
       if (static_cast<uint64_t>(rows) * static_cast<uint64_t>(N_) <= max_tensor_bytes() / sizeof(int32_t)) {
         p->a = ta_ ? memory::desc({rows, K_}, q8_ddt(a_dt_), dims{1, rows}) : memory::desc({rows, K_}, q8_ddt(a_dt_), tag::ab);
