@@ -416,7 +416,8 @@ TEST_P(FastRnnTeam, MoreThreadsThanChunks) {
 }
 
 // The model's shape (H = 256, input 128, 100 steps) at its default threshold: a team of two at 2
-// threads; bidirectional and GRU without linear_before_reset keep one thread per direction.
+// threads, which also computes the input projection (team step -1, large enough here); batch 3 and
+// 3 threads; bidirectional and GRU without linear_before_reset keep one thread per direction.
 TEST_P(FastRnnTeam, ModelShapeAndFallbacks) {
   Config c;
   c.hidden = 256;
@@ -424,6 +425,16 @@ TEST_P(FastRnnTeam, ModelShapeAndFallbacks) {
   c.seq = 100;
   c.threads = 2;
   team_case(c, 3700, -1);
+  team_case(c, 3700, 0);
+  c.seq = 37;
+  c.batch = 3;
+  c.threads = 3;
+  c.peep = c.init_c = true;
+  team_case(c, 3705, 0);
+  c.seq = 100;
+  c.batch = 1;
+  c.threads = 2;
+  c.peep = c.init_c = false;
   cpu::fast_rnn_team_tuning(-1, -1, false);
   EXPECT_EQ(check(c, 3701), "fast_lstm_" + isa() + "_team2");
   c.seq = 20;

@@ -350,9 +350,10 @@ int64_t now_ns() {
 // ---- the recurrence team -------------------------------------------------------------------------
 // A job: `steps` steps of `nchunk` chunks each; step k of a chunk is computed (into the thread's
 // private buffers, from the shared state of step k only) and then committed (copied into the state
-// of step k + 1). See FastRnn::run_team for the protocol's rationale.
+// of step k + 1). Optionally first a step -1 of `pre_chunks` chunks (the input projection). See
+// FastRnn::run_team for the protocol's rationale.
 struct TeamJob {
-  int64_t nchunk = 1, steps = 0;
+  int64_t nchunk = 1, steps = 0, pre_chunks = 0;
   int nt = 2;                   // team threads, the leader included
   int64_t steal_after_ns = -1;  // < 0: adaptive
   bool wait_for_helpers = false;  // test hook: start once every helper has joined
@@ -378,8 +379,9 @@ class Team {
   bool run(const TeamJob& job) {
     std::unique_lock<std::mutex> one(run_mu_, std::try_to_lock);
     if (!one.owns_lock() || job.nchunk > kMaxChunks) return false;
-    const uint64_t base = next_id_;
-    next_id_ += static_cast<uint64_t>(job.steps) + 1;
+    if (job.pre_chunks > kMaxChunks) return false;
+    const uint64_t base = next_id_;  // step k has id base + 2 + k
+    next_id_ += static_cast<uint64_t>(job.steps) + 2;
     {
       std::lock_guard<std::mutex> lk(mu_);
       while (static_cast<int>(threads_.size()) < job.nt - 1) {
@@ -388,7 +390,7 @@ class Team {
       }
       job_ = &job;
       base_ = base;
-      step_.v.store(base + 1, std::memory_order_relaxed);
+      step_.v.store(base + (job.pre_chunks ? 1 : 2), std::memory_order_relaxed);
       joined_.store(0, std::memory_order_relaxed);
       gen_.fetch_add(1, std::memory_order_seq_cst);  // before active_: a helper that sees this job active sees its generation
       active_.store(true, std::memory_order_seq_cst);
@@ -437,11 +439,12 @@ class Team {
   void lead(const TeamJob& job, uint64_t base) {
     ChunkScratch& pv = chunk_scratch();
     int64_t chunk_ns = 0;  // the leader's recent time per chunk
-    for (int64_t k = 0; k < job.steps; ++k) {
-      const uint64_t id = base + 1 + static_cast<uint64_t>(k);
+    for (int64_t k = job.pre_chunks ? -1 : 0; k < job.steps; ++k) {
+      const uint64_t id = base + 2 + static_cast<uint64_t>(k);
+      const int64_t n = k < 0 ? job.pre_chunks : job.nchunk;
       const int64_t t0 = now_ns();
       int64_t mine = 0;
-      for (int64_t c = 0; c < job.nchunk; ++c) {
+      for (int64_t c = 0; c < n; ++c) {
         if (!claim(c, id)) continue;
         job.compute(c, k, pv);
         job.commit(c, k, pv);
@@ -453,7 +456,7 @@ class Team {
         chunk_ns = chunk_ns ? (3 * chunk_ns + dt) / 4 : dt;
       }
       const int64_t patience = job.steal_after_ns >= 0 ? job.steal_after_ns : 3 * chunk_ns + 2000;
-      for (int64_t c = 0; c < job.nchunk; ++c) {
+      for (int64_t c = 0; c < n; ++c) {
         std::atomic<uint64_t>& st = slots_[c].st;
         if (st.load(std::memory_order_acquire) == id * 4 + 3) continue;
         const int64_t t0 = now_ns();
@@ -500,15 +503,16 @@ class Team {
           joined_.fetch_add(1, std::memory_order_release);
         }
         const uint64_t id = alive ? step_.v.load(std::memory_order_acquire) : 0;
-        if (alive && id > base + static_cast<uint64_t>(job->steps)) alive = false;
+        if (alive && id > base + 1 + static_cast<uint64_t>(job->steps)) alive = false;
         if (alive && id != seen) {
           seen = id;
           ChunkScratch& pv = chunk_scratch();
-          const int64_t start = p * job->nchunk / job->nt;
-          for (int64_t i = 0; i < job->nchunk; ++i) {
-            const int64_t c = (start + i) % job->nchunk;
+          const int64_t k = static_cast<int64_t>(id - base) - 2;
+          const int64_t n = k < 0 ? job->pre_chunks : job->nchunk;
+          const int64_t start = p * n / job->nt;
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t c = (start + i) % n;
             if (!claim(c, id)) continue;
-            const int64_t k = static_cast<int64_t>(id - base - 1);
             job->compute(c, k, pv);
             uint64_t expect = id * 4 + 1;
             if (!slots_[c].st.compare_exchange_strong(expect, id * 4 + 2, std::memory_order_acq_rel)) break;  // taken over
@@ -765,8 +769,10 @@ class FastRnn final : public PreparedKernel {
   // One direction's run: what every chunk computation needs.
   struct Dir {
     const Direction* dw;
-    const float* xw;  // input projection, rows in X's order, row stride xld, chunked column order
+    float* xw;  // input projection, rows in X's order, row stride xld, chunked column order
     int64_t xld, seq, batch, d;
+    const float* X;   // the input, for the input projection as team step -1
+    int64_t pre_rows;  // rows of X per chunk of step -1
     bool reverse;
     const std::vector<int64_t>* lens;
     float* Y;
@@ -776,10 +782,16 @@ class FastRnn final : public PreparedKernel {
 
   // Step k of chunk c (hidden units [a, a + w)) into the calling thread's private buffers: reads only
   // the shared state of step k (and the weights), so a chunk can be computed again by another thread.
+  // Step -1: rows [c * pre_rows, ...) of the input projection.
   void chunk_compute(const Dir& r, int64_t c, int64_t k, ChunkScratch& pv) const {
     const Ops& ops = *ops_;
     const Direction& dw = *r.dw;
     const int64_t H = H_, batch = r.batch, sn = batch * H;
+    if (k < 0) {
+      const int64_t r0 = c * r.pre_rows, nr = std::min(r.seq * batch, r0 + r.pre_rows) - r0;
+      ops.gemm(r.X + r0 * I_, I_, nr, I_, dw.W.data.data(), dw.bias.data(), 0, dw.W.nblk, grow(pv.g, nr * r.xld), r.xld);
+      return;
+    }
     const int64_t a = c * cu_, w = std::min(H, a + cu_) - a, col0 = gates_ * a;
     const float* hp = r.hb + (k % 2) * sn;
     const float* cp = r.cb ? r.cb + (k % 2) * sn : nullptr;
@@ -835,6 +847,11 @@ class FastRnn final : public PreparedKernel {
   // Copies a computed chunk into the state of step k + 1 and into Y.
   void chunk_commit(const Dir& r, int64_t c, int64_t k, const ChunkScratch& pv) const {
     const int64_t H = H_, batch = r.batch, sn = batch * H;
+    if (k < 0) {
+      const int64_t r0 = c * r.pre_rows, nr = std::min(r.seq * batch, r0 + r.pre_rows) - r0;
+      std::copy_n(pv.g.data(), nr * r.xld, r.xw + r0 * r.xld);
+      return;
+    }
     const int64_t a = c * cu_, w = std::min(H, a + cu_) - a;
     float* hn = r.hb + ((k + 1) % 2) * sn;
     float* cn = r.cb ? r.cb + ((k + 1) % 2) * sn : nullptr;
@@ -862,7 +879,7 @@ class FastRnn final : public PreparedKernel {
   // sees its commit refused and drops its result. Every chunk is computed into private buffers from
   // the state of step k only, so whoever commits it, the result is the same (bit for bit: the same
   // code on the same inputs), and results do not depend on timing or the thread count.
-  bool run_team(const Dir& r, int64_t steps, int nt) const {
+  bool run_team(const Dir& r, int64_t steps, int nt, int64_t pre_chunks) const {
     struct Job final : TeamJob {
       const FastRnn* self;
       const Dir* r;
@@ -873,6 +890,7 @@ class FastRnn final : public PreparedKernel {
     job.r = &r;
     job.nchunk = nchunk_;
     job.steps = steps;
+    job.pre_chunks = pre_chunks;
     job.nt = nt;
     job.steal_after_ns = g_steal_after_ns;
     job.wait_for_helpers = g_wait_for_helpers;
@@ -886,32 +904,44 @@ class FastRnn final : public PreparedKernel {
     const int64_t H = H_, rows = seq * batch, sn = batch * H;
     Scratch& sc = scratch(d);
 
+    int64_t steps = seq;
+    if (!lens.empty()) steps = *std::max_element(lens.begin(), lens.end());
+    const int nt = team_size();
+    const bool team = nt > 1 && steps > 1;
+
     // Input projection of every step: xw = X·W^T + bias (rows in X's own order, row stride xld).
+    // With a team, it is the team's step -1 (chunks of rows, at most 8; each computed privately and
+    // copied, so their copies must stay small); otherwise here, split over column blocks when large.
     const int64_t xld = dw.W.width();
     float* xw = grow(sc.xw, rows * xld);
-    if (rows * I_ * xld >= (int64_t(1) << 20) && num_threads() > 1 && !in_parallel_region())
-      parallel_for(dw.W.nblk, [&](int64_t b0, int64_t b1) {
-        ops.gemm(X, I_, rows, I_, dw.W.data.data(), dw.bias.data(), b0, b1, xw, xld);
-      }, 2);
-    else
-      ops.gemm(X, I_, rows, I_, dw.W.data.data(), dw.bias.data(), 0, dw.W.nblk, xw, xld);
+    int64_t pre_rows = 0, pre_chunks = 0;
+    if (team && rows > 1 && rows * I_ * xld >= (int64_t(1) << 18) && rows * xld <= (int64_t(1) << 22)) {
+      pre_rows = ((rows + 7) / 8 + 5) / 6 * 6;  // a multiple of the GEMM tile's 6 rows
+      pre_chunks = (rows + pre_rows - 1) / pre_rows;
+    }
+    auto project = [&] {
+      if (rows * I_ * xld >= (int64_t(1) << 20) && num_threads() > 1 && !in_parallel_region())
+        parallel_for(dw.W.nblk, [&](int64_t b0, int64_t b1) {
+          ops.gemm(X, I_, rows, I_, dw.W.data.data(), dw.bias.data(), b0, b1, xw, xld);
+        }, 2);
+      else
+        ops.gemm(X, I_, rows, I_, dw.W.data.data(), dw.bias.data(), 0, dw.W.nblk, xw, xld);
+    };
+    if (!pre_chunks) project();
 
     // State rows in Hs / Cs: [dirs, batch, H] (layout 0) or [batch, dirs, H] (layout 1); the steps
     // run on [batch, H] double buffers.
     const int64_t sld = batch_major_ ? ndir_ * H : H;
     float* h0 = Hs + (batch_major_ ? d * H : d * batch * H);
     float* c0 = Cs ? Cs + (batch_major_ ? d * H : d * batch * H) : nullptr;
-    Dir r{&dw, xw, xld, seq, batch, d, reverse, &lens, Y, grow_aligned(sc.hb, 2 * sn),
+    Dir r{&dw, xw, xld, seq, batch, d, X, pre_rows, reverse, &lens, Y, grow_aligned(sc.hb, 2 * sn),
           c0 ? grow_aligned(sc.cb, 2 * sn) : nullptr};
     for (int64_t b = 0; b < batch; ++b) {
       std::copy_n(h0 + b * sld, H, r.hb + b * H);
       if (c0) std::copy_n(c0 + b * sld, H, r.cb + b * H);
     }
-    int64_t steps = seq;
-    if (!lens.empty()) steps = *std::max_element(lens.begin(), lens.end());
-
-    const int nt = team_size();
-    if (!(nt > 1 && steps > 1 && run_team(r, steps, nt))) {  // one thread (or the team is busy with another run)
+    if (!(team && run_team(r, steps, nt, pre_chunks))) {  // one thread (or the team is busy with another run)
+      if (pre_chunks) project();
       ChunkScratch& pv = chunk_scratch();
       for (int64_t k = 0; k < steps; ++k)
         for (int64_t c = 0; c < nchunk_; ++c) {
