@@ -462,3 +462,57 @@ TEST(FastQuant, RequantizeLoop) {
       }
     }
 }
+
+// MaxPool in int8 models: on uint8/int8 tensors, and on float32 right after a DequantizeLinear;
+// a float MaxPool not fed by a DQ is not taken.
+TEST(FastQuant, MaxPool) {
+  struct P {
+    Shape x;
+    std::vector<int64_t> k, s, pads;
+    std::string auto_pad = "NOTSET";
+  };
+  const std::vector<P> cases = {{{1, 64, 112, 112}, {3, 3}, {2, 2}, {1, 1, 1, 1}},
+                                {{2, 5, 9, 7}, {2, 3}, {1, 2}, {0, 1, 1, 0}},
+                                {{1, 3, 10, 11}, {3, 3}, {2, 2}, {}, "SAME_UPPER"},
+                                {{1, 4, 8, 8}, {2, 2}, {2, 2}, {0, 0, 0, 0}}};
+  int k = 0;
+  for (const auto& c : cases)
+    for (DType dt : {DType::UInt8, DType::Int8}) {
+      std::mt19937 rng(++k);
+      Tensor x = q8(dt, c.x, rng, dt == DType::UInt8 ? 0 : -128, dt == DType::UInt8 ? 255 : 127);
+      for (bool via_dq : {false, true}) {
+        ir::Model m;
+        m.opsets[""] = 13;
+        m.graph.inputs.push_back(test_graph::vi("x", dt, c.x));
+        std::string pin = "x";
+        if (via_dq) {
+          m.graph.initializers["s"] = Tensor::scalar_f32(0.037f);
+          m.graph.initializers["z"] = scalar_q(dt, dt == DType::UInt8 ? 128 : -5);
+          m.graph.nodes.push_back(test_graph::node("DequantizeLinear", {"x", "s", "z"}, {"xf"}));
+          pin = "xf";
+        }
+        auto n = test_graph::node("MaxPool", {pin}, {"y"});
+        n.attrs["kernel_shape"] = ints(c.k);
+        n.attrs["strides"] = ints(c.s);
+        if (c.auto_pad == "NOTSET") n.attrs["pads"] = ints(c.pads);
+        else n.attrs["auto_pad"] = str(c.auto_pad);
+        m.graph.nodes.push_back(n);
+        m.graph.outputs.push_back(test_graph::vi("y", via_dq ? DType::Float32 : dt, {}));
+        m.graph.outputs.back().has_shape = false;
+        expect_identical(m, {{"x", x}}, "onednn_qmaxpool", "MaxPool case " + std::to_string(k) + (via_dq ? " float after DQ" : ""));
+      }
+    }
+  // A float MaxPool fed by a graph input: not taken by this kernel.
+  ir::Model m;
+  m.opsets[""] = 13;
+  m.graph.inputs.push_back(test_graph::vi("x", {1, 2, 6, 6}));
+  auto n = test_graph::node("MaxPool", {"x"}, {"y"});
+  n.attrs["kernel_shape"] = ints({2, 2});
+  m.graph.nodes.push_back(n);
+  m.graph.outputs.push_back(test_graph::vi("y", {1, 2, 5, 5}));
+  Tensor x(DType::Float32, {1, 2, 6, 6});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>((i * 37) % 11) - 5.f;
+  Executor ex(m);
+  ex.run({{"x", x}});  // runs (reference)
+  for (const auto& i : ex.implementations()) EXPECT_NE(i.impl, "onednn_qmaxpool");
+}

@@ -5,6 +5,7 @@
 //   QLinearMatMul (B a constant 2-D int8 matrix)    onednn_qmatmul
 //   com.microsoft QGemm (B constant int8)           onednn_qgemm
 //   QuantizeLinear / DequantizeLinear (per tensor)  fast_quantize / fast_dequantize
+//   MaxPool on uint8/int8, or float32 after a DQ    onednn_qmaxpool
 //
 // How the integer ops stay exact. oneDNN computes the int32 accumulators acc = Σ (x − x_zp)·w
 // (u8/s8 source, s8 weights reordered once at prepare, source zero point as a oneDNN runtime
@@ -46,6 +47,7 @@
 #include "core/parallel.h"
 #include "core/quant.h"
 #include "cpu/fast/fast.h"
+#include "cpu/fast/fuse.h"
 #include "cpu/fast/onednn_util.h"
 #include "cpu/fast/quant.h"
 #include "cpu/util.h"
@@ -748,6 +750,131 @@ class FastQuantizeLinear final : public PreparedKernel {
   DType qdt_ = DType::UInt8;
 };
 
+// ---------------------------------------------------------------------------------------------
+// MaxPool in int8 models, NCHW: on uint8/int8 tensors (oneDNN reorder to NHWC, oneDNN max
+// pooling, reorder back), and on float32 tensors that a DequantizeLinear produced (the QDQ models'
+// MaxPool sits between a DQ and a Q; oneDNN's NCHW float pooling). A maximum is exact, so any
+// order gives the reference's result; a DequantizeLinear output holds no NaN (its scale is finite),
+// the one value whose max semantics could differ. Declines ceil_mode, dilations, storage_order,
+// the Indices output and non-2-D pools.
+
+class FastQMaxPool final : public PreparedKernel {
+ public:
+  struct Plan {
+    bool ok = false;
+    Shape y_shape;
+    dnnl::reorder in, out;
+    dnnl::pooling_forward prim;
+    memory::desc x_nchw, x_nhwc, y_nhwc, y_nchw, scratch_desc;
+    size_t scratch = 0;
+  };
+
+  static std::unique_ptr<PreparedKernel> prepare(const PrepareContext& pc, std::string* why) {
+    const ir::Node& n = pc.node();
+    if (n.outputs.size() > 1 && !n.outputs[1].empty()) return *why = "Indices output wanted", nullptr;
+    if (pc.attr_i("ceil_mode", 0) != 0) return *why = "ceil_mode=1", nullptr;
+    if (pc.attr_i("storage_order", 0) != 0) return *why = "storage_order=1", nullptr;
+    for (int64_t d : pc.attr_ints("dilations"))
+      if (d != 1) return *why = "dilations != 1", nullptr;
+    auto k = std::make_unique<FastQMaxPool>();
+    const int p = producer_of(pc.graph(), n.inputs.empty() ? std::string() : n.inputs[0]);
+    k->float_ok_ = p >= 0 && pc.graph().nodes[static_cast<size_t>(p)].op_type == "DequantizeLinear";
+    const ir::ValueInfo* xi = pc.input_info(0);
+    if (!k->float_ok_ && !(xi && is_q8(xi->dtype))) return *why = "input neither 8-bit nor a DequantizeLinear output", nullptr;
+    k->kernel_ = pc.attr_ints("kernel_shape");
+    k->strides_ = pc.attr_ints("strides");
+    k->pads_ = pc.attr_ints("pads");
+    k->auto_pad_ = pc.attr_s("auto_pad", "NOTSET");
+    if (k->strides_.empty()) k->strides_ = {1, 1};
+    if (k->pads_.empty()) k->pads_ = {0, 0, 0, 0};
+    if (k->kernel_.size() != 2 || k->strides_.size() != 2 || k->pads_.size() != 4) return *why = "not 2-D", nullptr;
+    for (int64_t v : k->kernel_)
+      if (v < 1) return *why = "kernel_shape < 1", nullptr;
+    for (int64_t v : k->strides_)
+      if (v < 1) return *why = "strides < 1", nullptr;
+    for (int64_t v : k->pads_)
+      if (v < 0) return *why = "negative pads", nullptr;
+    const KernelDef* ref = reference_of(pc);
+    if (!ref) return *why = "no reference kernel", nullptr;
+    k->ref_ = ref->fn;
+    return k;
+  }
+  std::string name() const override { return "onednn_qmaxpool"; }
+
+  void run(KernelContext& ctx) const override {
+    const Tensor& x = ctx.input(0);
+    const bool f = x.dtype() == DType::Float32;
+    if (!(is_q8(x.dtype()) || (f && float_ok_)) || x.rank() != 4 || x.numel() == 0) return ref_(ctx);
+    std::shared_ptr<const Plan> p = plan(x.shape(), x.dtype());
+    if (!p->ok) return ref_(ctx);
+    Tensor& y = ctx.alloc_output(0, x.dtype(), p->y_shape, KernelContext::Init::Uninit);
+    if (f) {
+      memory a(p->x_nchw, engine(), const_cast<void*>(x.raw())), d(p->y_nchw, engine(), y.raw());
+      std::unordered_map<int, memory> pa{{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, d}};
+      return run_prim(p->prim, pa, p->scratch_desc, p->scratch);
+    }
+    uint8_t* xh = thread_buffer<uint8_t>(static_cast<size_t>(x.numel()), 0);
+    uint8_t* yh = thread_buffer<uint8_t>(static_cast<size_t>(y.numel()), 2);
+    memory a(p->x_nchw, engine(), const_cast<void*>(x.raw())), b(p->x_nhwc, engine(), xh);
+    memory c(p->y_nhwc, engine(), yh), d(p->y_nchw, engine(), y.raw());
+    std::unordered_map<int, memory> r1{{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}}, r2{{DNNL_ARG_FROM, c}, {DNNL_ARG_TO, d}};
+    std::unordered_map<int, memory> pa{{DNNL_ARG_SRC, b}, {DNNL_ARG_DST, c}};
+    run_prim(p->in, r1, {}, 0);
+    run_prim(p->prim, pa, p->scratch_desc, p->scratch);
+    run_prim(p->out, r2, {}, 0);
+  }
+
+ private:
+  std::shared_ptr<const Plan> plan(const Shape& xs, DType dt) const {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto key = std::make_pair(xs, static_cast<int>(dt));
+    if (auto it = plans_.find(key); it != plans_.end()) return it->second;
+    auto p = std::make_shared<Plan>();
+    omp_set_num_threads(1);  // see FastQConv::plan
+    try {
+      const int64_t N = xs[0], C = xs[1], H = xs[2], Wd = xs[3];
+      int64_t pt = pads_[0], pl = pads_[1], pb = pads_[2], pr = pads_[3], OH = 0, OW = 0;
+      if (spatial(auto_pad_, H, kernel_[0], strides_[0], 1, pt, pb, OH) &&
+          spatial(auto_pad_, Wd, kernel_[1], strides_[1], 1, pl, pr, OW) &&
+          // A window entirely in the padding has no maximum in oneDNN (the reference's is -inf
+          // saturated): leave those to the reference.
+          pt < kernel_[0] && pb < kernel_[0] && pl < kernel_[1] && pr < kernel_[1]) {
+        const bool f = dt == DType::Float32;  // float: NCHW directly (oneDNN has a jit kernel)
+        const ddt t = f ? ddt::f32 : q8_ddt(dt);
+        p->x_nchw = memory::desc({N, C, H, Wd}, t, tag::nchw);
+        p->x_nhwc = memory::desc({N, C, H, Wd}, t, tag::nhwc);
+        p->y_nhwc = memory::desc({N, C, OH, OW}, t, tag::nhwc);
+        p->y_nchw = memory::desc({N, C, OH, OW}, t, tag::nchw);
+        dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max,
+                                      f ? p->x_nchw : p->x_nhwc, f ? p->y_nchw : p->y_nhwc, {strides_[0], strides_[1]}, {kernel_[0], kernel_[1]}, {pt, pl}, {pb, pr});
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        dnnl::pooling_forward::primitive_desc pd(d, attr, engine());
+        if (!is_reference_impl(pd.impl_info_str())) {
+          p->prim = dnnl::pooling_forward(pd);
+          p->scratch_desc = pd.scratchpad_desc();
+          p->scratch = p->scratch_desc.get_size();
+          p->in = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), p->x_nchw, engine(), p->x_nhwc));
+          p->out = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), p->y_nhwc, engine(), p->y_nchw));
+          p->y_shape = {N, C, OH, OW};
+          p->ok = true;
+        }
+      }
+    } catch (const dnnl::error&) {
+      p->ok = false;
+    }
+    plans_[key] = p;
+    return p;
+  }
+
+  KernelFn ref_ = nullptr;
+  bool float_ok_ = false;
+  std::vector<int64_t> kernel_, strides_, pads_;
+  std::string auto_pad_;
+  mutable std::mutex mu_;
+  mutable std::map<std::pair<Shape, int>, std::shared_ptr<const Plan>> plans_;
+};
+
 }  // namespace
 
 void register_fast_quant(FastRegistry& r) {
@@ -756,6 +883,7 @@ void register_fast_quant(FastRegistry& r) {
   r.add({"QGemm", "com.microsoft", "onednn_qgemm", FastQMatMul::prepare_qgemm});
   r.add({"QuantizeLinear", "", "fast_quantize", FastQuantizeLinear::prepare});
   r.add({"DequantizeLinear", "", "fast_dequantize", FastQuantizeLinear::prepare});
+  r.add({"MaxPool", "", "onednn_qmaxpool", FastQMaxPool::prepare});
 }
 
 }  // namespace opennpu::cpu
