@@ -23,11 +23,14 @@
 // machine): it runs that chunk itself. A 1x1 stride-1 unpadded conv is a GEMM over the batch's
 // pixels and is split into chunks of pixels (even at 7x7: 25/24 pixels instead of 4/3 rows);
 // other convs into chunks of output rows (with the part of the padding each chunk's rows see).
-// Every conv from kMinParallelFlops is split: mobilenet_v2's 14x14/7x7 layers (0.9-40 MFLOP)
-// are 40% of its time; at 2 threads it went from 1.4x to 0.86x ONNX Runtime's latency (with the
-// old 10 MFLOP threshold and a static split). So set_num_threads(N) bounds the threads
-// computing; OpenMP is set to 1 thread per calling thread (NCHW convs, only reached when the
-// layout pass did not run, use OpenMP with N threads).
+// Every conv from kMinParallelFlops is split: mobilenet_v2's 14x14/7x7 layers (0.9-40 MFLOP,
+// formerly below a 10 MFLOP threshold, on one thread) are 40% of its time. mobilenet_v2 at 2
+// threads, opennpu / ONNX Runtime latency (bench/vs_ort.py, same runs): 1.40x before, 0.80-0.86x
+// after with the machine nearly to ourselves, 0.84-1.25x at load ~4 (round spread up to 90%).
+// One chunk per thread measured best (2 or 4 per thread: mobilenet_v2 +3-13%, resnet50 +8%:
+// each chunk is a primitive execution and a smaller GEMM). So set_num_threads(N) bounds the
+// threads computing; OpenMP is set to 1 thread per calling thread (NCHW convs, only reached when
+// the layout pass did not run, use OpenMP with N threads).
 //
 // Layout choice (measured, 1 thread, oneDNN 2.6 on AVX-512): NHWC brgconv kernels are as fast as
 // the blocked nChw16c jit kernels on resnet50/mobilenet_v2 layers (3x3: 3.55 vs 3.62 ms,
@@ -249,8 +252,8 @@ class FastConv final : public PreparedKernel {
     p.y_image = OH * OW * M;
     p.y_shape = nhwc_ ? Shape{N, OH, OW, M} : Shape{N, M, OH, OW};
     const double flops = 2.0 * double(N) * double(M) * double(Cg) * double(KH) * double(KW) * double(OH) * double(OW);
-    // NHWC: one chunk per thread (more chunks measured slower on mobilenet_v2: each costs a
-    // primitive execution); one chunk below kMinParallelFlops or with one thread.
+    // NHWC: one chunk per thread (see the top of the file); one chunk below kMinParallelFlops or
+    // with one thread.
     int64_t T = nhwc_ && threads > 1 && flops >= kMinParallelFlops ? threads : 1;
     const auto prop = dnnl::prop_kind::forward_inference;
     const auto alg = dnnl::algorithm::convolution_direct;
@@ -277,16 +280,19 @@ class FastConv final : public PreparedKernel {
       // A 1x1 conv is a GEMM over the batch's pixels: chunks of pixels, as a [1, 1, P, C] image.
       const int64_t P = N * H * Wd;
       T = std::min(T, P);
-      p.per_image = false;
-      for (int64_t t = 0; t < T; ++t) {
+      bool ok = true;
+      for (int64_t t = 0; t < T && ok; ++t) {
         const int64_t q0 = P * t / T, q1 = P * (t + 1) / T;
-        if (q1 == q0) continue;
-        if (!add_chunk(memory::desc({1, C, 1, q1 - q0}, ddt::f32, tag::nhwc),
-                       memory::desc({1, M, 1, q1 - q0}, ddt::f32, tag::nhwc), q0 * C, q0 * M, 0, 0, 0, 0))
-          return;
+        if (q1 > q0)
+          ok = add_chunk(memory::desc({1, C, 1, q1 - q0}, ddt::f32, tag::nhwc),
+                         memory::desc({1, M, 1, q1 - q0}, ddt::f32, tag::nhwc), q0 * C, q0 * M, 0, 0, 0, 0);
       }
-      p.ok = true;
-      return;
+      if (ok) {
+        p.per_image = false;
+        p.ok = true;
+        return;
+      }
+      p.chunks.clear();  // no fast kernel for a row of pixels: split by rows below
     }
     // Output rows split into chunks (NHWC), each its own primitive whose padding is the part of
     // the conv's padding its rows see.
