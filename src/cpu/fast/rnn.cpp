@@ -61,7 +61,8 @@ bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t
 // Test hook for the multi-threaded recurrence (the team, see run_team): kernels prepared from now on
 // use it from `min_macs` multiply-adds per batch row and step (< 0: the default, kTeamMinMacs); the
 // leader takes over a chunk another thread claimed after `steal_after_ns` of waiting (< 0: adaptive,
-// 0: at once, which makes the take-over path run on every step; for tests); wait_for_helpers: the
+// 0: at once, and helpers pause 20 us before committing a chunk as if descheduled, which makes the
+// take-over path run on most steps; for tests); wait_for_helpers: the
 // leader starts a job only once every helper has joined it (so tests see the helpers take part).
 void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns, bool wait_for_helpers);
 
@@ -397,7 +398,7 @@ class Team {
     }
     cv_.notify_all();
     if (job.wait_for_helpers) wait_until([&] { return joined_.load(std::memory_order_acquire) >= job.nt - 1; });
-    lead(job, base);
+    work(job, base, 0, [] { return true; }, [] {});
     active_.store(false, std::memory_order_seq_cst);
     // A helper inside the job (at most one chunk's work, unless it was descheduled) finishes first.
     for (int i = 0;; ++i) {
@@ -434,47 +435,91 @@ class Team {
     return v < id * 4 && slots_[c].st.compare_exchange_strong(v, id * 4 + 1, std::memory_order_acq_rel);
   }
 
-  // The leader claims chunks in order, waits for the ones others claimed (taking over any that takes
-  // more than a few of its own chunk-times), then publishes the next step.
-  void lead(const TeamJob& job, uint64_t base) {
+  // One team thread's part of a job (p = 0: the leader, the caller; every thread runs the same
+  // protocol, so the steps go on as long as any team thread is running). Per step: claim chunks
+  // (from this thread's own start), compute each privately and commit it unless another thread took
+  // it over meanwhile; then wait for the step's other chunks, taking over one whose thread has not
+  // finished it after a few of this thread's chunk-times (that thread was descheduled: its late
+  // commit is refused and its result dropped), and publish the next step (whoever sees the step
+  // complete first). enter() / leave() bracket every use of the job's memory (helpers count
+  // themselves in in_flight_; enter() is false once the job is over). Returns when the last step is
+  // done (or, for a helper, the job is over).
+  template <class Enter, class Leave>
+  void work(const TeamJob& job, uint64_t base, int p, Enter enter, Leave leave) {
     ChunkScratch& pv = chunk_scratch();
-    int64_t chunk_ns = 0;  // the leader's recent time per chunk
-    for (int64_t k = job.pre_chunks ? -1 : 0; k < job.steps; ++k) {
-      const uint64_t id = base + 2 + static_cast<uint64_t>(k);
+    uint64_t last = 0;  // id of the last step (job memory is read under enter())
+    int nt = 0;
+    int64_t chunk_ns = 0;  // this thread's recent time per chunk
+    // Computes chunk c of step `id` and commits it unless it was taken over (`taken`: this thread
+    // took it over, it is ours to commit). False when it was taken over: this thread is behind.
+    auto run_chunk = [&](int64_t c, uint64_t id, bool taken) {
+      const int64_t k = static_cast<int64_t>(id - base) - 2;
+      job.compute(c, k, pv);
+      if (job.steal_after_ns == 0 && p > 0 && !taken) {  // test hook: a helper "descheduled" mid-chunk
+        const int64_t t = now_ns();
+        while (now_ns() - t < 20000) _mm_pause();
+      }
+      std::atomic<uint64_t>& st = slots_[c].st;
+      uint64_t expect = id * 4 + 1;
+      if (!taken && !st.compare_exchange_strong(expect, id * 4 + 2, std::memory_order_acq_rel)) return false;
+      job.commit(c, k, pv);
+      st.store(id * 4 + 3, std::memory_order_release);
+      return true;
+    };
+    for (;;) {
+      if (!enter()) return;
+      nt = job.nt;
+      last = base + 1 + static_cast<uint64_t>(job.steps);
+      const uint64_t id = step_.v.load(std::memory_order_acquire);
+      if (id > last) {
+        leave();
+        return;
+      }
+      const int64_t k = static_cast<int64_t>(id - base) - 2;
       const int64_t n = k < 0 ? job.pre_chunks : job.nchunk;
+      const int64_t start = p * n / nt, steal = job.steal_after_ns;
       const int64_t t0 = now_ns();
       int64_t mine = 0;
-      for (int64_t c = 0; c < n; ++c) {
+      bool behind = false;
+      for (int64_t i = 0; i < n && !behind; ++i) {
+        const int64_t c = (start + i) % n;
         if (!claim(c, id)) continue;
-        job.compute(c, k, pv);
-        job.commit(c, k, pv);
-        slots_[c].st.store(id * 4 + 3, std::memory_order_release);
         ++mine;
+        behind = !run_chunk(c, id, false);
       }
       if (mine) {
         const int64_t dt = (now_ns() - t0) / mine;
         chunk_ns = chunk_ns ? (3 * chunk_ns + dt) / 4 : dt;
       }
-      const int64_t patience = job.steal_after_ns >= 0 ? job.steal_after_ns : 3 * chunk_ns + 2000;
-      for (int64_t c = 0; c < n; ++c) {
+      leave();
+      const int64_t patience = steal >= 0 ? steal : 3 * chunk_ns + 2000;
+      for (int64_t c = 0; c < n && !behind; ++c) {
         std::atomic<uint64_t>& st = slots_[c].st;
-        if (st.load(std::memory_order_acquire) == id * 4 + 3) continue;
-        const int64_t t0 = now_ns();
+        int64_t tw = -1;
         wait_until([&] {
           const uint64_t v = st.load(std::memory_order_acquire);
-          if (v == id * 4 + 3) return true;
-          uint64_t expect = id * 4 + 1;
-          if (v == expect && now_ns() - t0 >= patience &&
-              st.compare_exchange_strong(expect, id * 4 + 2, std::memory_order_acq_rel)) {
-            job.compute(c, k, pv);  // taken over
-            job.commit(c, k, pv);
-            st.store(id * 4 + 3, std::memory_order_release);
-            return true;
+          if (v >= id * 4 + 3) return true;  // done (or a later step's: behind)
+          if (step_.v.load(std::memory_order_acquire) != id) return behind = true;
+          if (v < id * 4) {  // unclaimed (not after a full claiming pass, but cheap to cover)
+            if (!enter()) return behind = true;  // the job is over
+            if (claim(c, id)) run_chunk(c, id, false);
+            leave();
+          } else if (v == id * 4 + 1) {  // claimed, not done: take it over once its thread is late
+            if (tw < 0) tw = now_ns();
+            else if (now_ns() - tw >= patience) {
+              if (!enter()) return behind = true;
+              uint64_t expect = id * 4 + 1;
+              if (st.compare_exchange_strong(expect, id * 4 + 2, std::memory_order_acq_rel)) run_chunk(c, id, true);
+              leave();
+            }
           }
           return false;
         });
       }
-      step_.v.store(id + 1, std::memory_order_release);
+      if (!behind) {
+        uint64_t expect = id;
+        step_.v.compare_exchange_strong(expect, id + 1, std::memory_order_acq_rel);
+      }
     }
   }
 
@@ -491,42 +536,27 @@ class Team {
         job = job_;  // valid while that generation's job is active (checked under in_flight_ below)
         base = base_;
       }
-      uint64_t seen = 0;
       bool joined = false;
-      for (;;) {
-        // Enter the job; it cannot end (and its memory stays valid) while in_flight_ counts us.
+      auto enter = [&] {
+        // The job cannot end (and its memory stays valid) while in_flight_ counts this thread.
         in_flight_.v.fetch_add(1, std::memory_order_seq_cst);
-        bool alive = active_.load(std::memory_order_seq_cst) && gen_.load(std::memory_order_seq_cst) == seen_gen;
-        if (alive && p >= job->nt) alive = false;
-        if (alive && !joined) {
-          joined = true;
-          joined_.fetch_add(1, std::memory_order_release);
-        }
-        const uint64_t id = alive ? step_.v.load(std::memory_order_acquire) : 0;
-        if (alive && id > base + 1 + static_cast<uint64_t>(job->steps)) alive = false;
-        if (alive && id != seen) {
-          seen = id;
-          ChunkScratch& pv = chunk_scratch();
-          const int64_t k = static_cast<int64_t>(id - base) - 2;
-          const int64_t n = k < 0 ? job->pre_chunks : job->nchunk;
-          const int64_t start = p * n / job->nt;
-          for (int64_t i = 0; i < n; ++i) {
-            const int64_t c = (start + i) % n;
-            if (!claim(c, id)) continue;
-            job->compute(c, k, pv);
-            uint64_t expect = id * 4 + 1;
-            if (!slots_[c].st.compare_exchange_strong(expect, id * 4 + 2, std::memory_order_acq_rel)) break;  // taken over
-            job->commit(c, k, pv);
-            slots_[c].st.store(id * 4 + 3, std::memory_order_release);
+        if (active_.load(std::memory_order_seq_cst) && gen_.load(std::memory_order_seq_cst) == seen_gen &&
+            p < job->nt) {
+          if (!joined) {
+            joined = true;
+            joined_.fetch_add(1, std::memory_order_release);
           }
+          return true;
         }
-        if (in_flight_.v.fetch_sub(1, std::memory_order_seq_cst) == 1 && !active_.load(std::memory_order_seq_cst))
-          in_flight_.v.notify_all();
-        if (!alive) break;
-        // Next step (or the end of the job).
-        wait_until([&] { return step_.v.load(std::memory_order_acquire) != seen || !active_.load(std::memory_order_acquire); });
-      }
+        leave_job();
+        return false;
+      };
+      work(*job, base, p, enter, [&] { leave_job(); });
     }
+  }
+  void leave_job() {
+    if (in_flight_.v.fetch_sub(1, std::memory_order_seq_cst) == 1 && !active_.load(std::memory_order_seq_cst))
+      in_flight_.v.notify_all();
   }
 
   std::mutex run_mu_, mu_;
@@ -867,18 +897,20 @@ class FastRnn final : public PreparedKernel {
     }
   }
 
-  // The recurrence on a team of `nt` threads (Team: the caller leads, nt - 1 helpers; false when
-  // the team is busy with another run, which then runs on one thread). Each step's
-  // chunks are claimed with a compare-and-swap: thread p starts at chunk p * nchunk / nt (so each
-  // thread keeps streaming the same slice of R, which stays in its core's cache) and takes any chunk
-  // still unclaimed. A thread that is not running claims nothing, so the others simply do its share
-  // (no step waits for a thread that is not scheduled). Thread 0 leads: once it has claimed what it
-  // can, it waits for the chunks claimed by others and then publishes the next step. A chunk claimed
-  // by a thread that is then descheduled would stall the step, so after waiting a few chunk-times
-  // the leader takes it over (claimed -> taken, atomically) and computes it itself; the late thread
-  // sees its commit refused and drops its result. Every chunk is computed into private buffers from
-  // the state of step k only, so whoever commits it, the result is the same (bit for bit: the same
-  // code on the same inputs), and results do not depend on timing or the thread count.
+  // The recurrence on a team of `nt` threads (Team: the caller plus nt - 1 helpers; false when the
+  // team is busy with another run, which then runs on one thread), with the input projection as its
+  // step -1 when large enough. Each step's chunks are claimed with a compare-and-swap: thread p
+  // starts at chunk p * nchunk / nt (so each thread keeps streaming the same slice of R, which stays
+  // in its core's cache) and takes any chunk still unclaimed. A thread that is not running claims
+  // nothing, so the others simply do its share: no step waits for a thread that is not scheduled.
+  // A chunk claimed by a thread that is then descheduled would stall the step, so after a few
+  // chunk-times another team thread takes it over (claimed -> taken, atomically) and computes it;
+  // the late thread sees its commit refused and drops its result. Whoever sees a step complete
+  // publishes the next one. Every chunk is computed into private buffers from the state of step k
+  // only, so whoever commits it, the result is the same (bit for bit: the same code on the same
+  // inputs): results do not depend on timing or the thread count. (A thread that was taken over may
+  // still be reading step k's state while the others write step k + 2's into the same buffer: a
+  // race whose result is always dropped.)
   bool run_team(const Dir& r, int64_t steps, int nt, int64_t pre_chunks) const {
     struct Job final : TeamJob {
       const FastRnn* self;
