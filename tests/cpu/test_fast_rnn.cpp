@@ -15,6 +15,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/parallel.h"
@@ -446,6 +447,37 @@ TEST_P(FastRnnTeam, ModelShapeAndFallbacks) {
   EXPECT_EQ(check(c, 3703), "fast_gru_" + isa());
   c.lbr = true;
   EXPECT_EQ(check(c, 3704), "fast_gru_" + isa() + "_team2");
+}
+
+// Runs from several threads at once (the team is one per process: the run that finds it busy
+// runs on one thread): every run gives the one-thread result bit for bit.
+TEST_P(FastRnnTeam, ConcurrentRuns) {
+  cpu::fast_rnn_team_tuning(0, -1, false);
+  Config c;
+  c.hidden = 64;
+  c.input = 16;
+  c.seq = 40;
+  c.batch = 2;
+  Built b = build(c, 3800);
+  set_num_threads(1);
+  const auto want = cpu::Executor(b.model).run(b.feeds);
+  set_num_threads(2);
+  cpu::Executor shared(b.model);
+  std::vector<std::map<std::string, Tensor>> got(4 * 6);
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&, t] {
+      cpu::Executor own(b.model);
+      for (int i = 0; i < 6; ++i) got[t * 6 + i] = (i % 2 ? shared : own).run(b.feeds);
+    });
+  for (auto& t : callers) t.join();
+  set_num_threads(1);
+  for (const auto& g : got)
+    for (const auto& [name, w] : want) {
+      const Tensor& f = g.at(name);
+      ASSERT_EQ(w.shape(), f.shape()) << name;
+      EXPECT_EQ(std::memcmp(w.data<float>(), f.data<float>(), static_cast<size_t>(w.numel()) * sizeof(float)), 0) << name;
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, FastRnnTeam, ::testing::Values(0, 2, 1),
