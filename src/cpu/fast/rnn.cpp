@@ -63,8 +63,10 @@ bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t
 // leader takes over a chunk another thread claimed after `steal_after_ns` of waiting (< 0: adaptive,
 // 0: at once, and helpers pause 20 us before committing a chunk as if descheduled, which makes the
 // take-over path run on most steps; for tests); wait_for_helpers: the
-// leader starts a job only once every helper has joined it (so tests see the helpers take part).
-void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns, bool wait_for_helpers);
+// leader starts a job only once every helper has joined it (so tests see the helpers take part);
+// any_size: teams may be larger than the hardware thread count (so tests of 3+ threads run as such
+// on 2 cores).
+void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns, bool wait_for_helpers, bool any_size);
 
 namespace {
 
@@ -74,7 +76,7 @@ constexpr int64_t kNB = 16;  // packed column block width
 // The team pays off from about this much recurrence work per batch row and step (LSTM H=128: 64K).
 constexpr int64_t kTeamMinMacs = int64_t(1) << 16;
 std::atomic<int64_t> g_team_min_macs{-1}, g_steal_after_ns{-1};
-std::atomic<bool> g_wait_for_helpers{false};
+std::atomic<bool> g_wait_for_helpers{false}, g_team_any_size{false};
 
 // ---- the generic (plain float) instantiation ---------------------------------------------------
 namespace generic {
@@ -764,10 +766,13 @@ class FastRnn final : public PreparedKernel {
   }
 
  private:
-  // Threads of the recurrence team at the current thread setting (1: no team).
+  // Threads of the recurrence team at the current thread setting (1: no team): no more than the
+  // chunks, nor than the hardware threads (team threads wait for each other's chunks: more of them
+  // than cores would only take turns).
   int team_size() const {
     if (!team_ok_ || in_parallel_region()) return 1;
-    return static_cast<int>(std::min<int64_t>(num_threads(), nchunk_));
+    static const int64_t hw = std::max(1u, std::thread::hardware_concurrency());
+    return static_cast<int>(std::min<int64_t>({num_threads(), nchunk_, g_team_any_size ? nchunk_ : hw}));
   }
 
   // Whether the fast path takes this run's inputs; the reference kernel handles (and reports) the rest.
@@ -1018,10 +1023,11 @@ std::unique_ptr<PreparedKernel> prepare_cell(const PrepareContext& pc, std::stri
 
 void fast_rnn_force_isa(int isa) { g_force_isa = isa; }
 
-void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns, bool wait_for_helpers) {
+void fast_rnn_team_tuning(int64_t min_macs, int64_t steal_after_ns, bool wait_for_helpers, bool any_size) {
   g_team_min_macs = min_macs;
   g_steal_after_ns = steal_after_ns;
   g_wait_for_helpers = wait_for_helpers;
+  g_team_any_size = any_size;
 }
 
 bool fast_rnn_activation(int isa, bool tanh, const float* x, float* out, int64_t n) {
