@@ -317,7 +317,21 @@ Scratch& scratch(int64_t d) {
 // Private buffers of the thread computing a chunk (each team thread has its own).
 struct ChunkScratch {
   std::vector<float> g, h, c, g2, rh;
+  // Team runs: this thread's copy of the step's h (read once per step, not per chunk), valid for
+  // step id `hs_id` (step ids are unique per process; 0 = none); `id` is the step being computed.
+  std::vector<float> hs;
+  uint64_t hs_id = 0, id = 0;
 };
+// Relaxed atomic copies of the team's shared state (plain moves on x86): a thread whose chunk was
+// taken over may still read step k's state while others write step k + 2's into the same buffer,
+// and its result is dropped; atomic accesses keep that a well-defined (and ThreadSanitizer-clean)
+// race.
+void load_relaxed(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = std::atomic_ref<float>(const_cast<float&>(src[i])).load(std::memory_order_relaxed);
+}
+void store_relaxed(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) std::atomic_ref<float>(dst[i]).store(src[i], std::memory_order_relaxed);
+}
 ChunkScratch& chunk_scratch() {
   thread_local ChunkScratch s;
   return s;
@@ -456,6 +470,7 @@ class Team {
     // took it over, it is ours to commit). False when it was taken over: this thread is behind.
     auto run_chunk = [&](int64_t c, uint64_t id, bool taken) {
       const int64_t k = static_cast<int64_t>(id - base) - 2;
+      pv.id = id;
       job.compute(c, k, pv);
       if (job.steal_after_ns == 0 && p > 0 && !taken) {  // test hook: a helper "descheduled" mid-chunk
         const int64_t t = now_ns();
@@ -813,6 +828,7 @@ class FastRnn final : public PreparedKernel {
     float* Y;
     float* hb;  // h double buffer: [2][batch][H]; step k reads hb[k % 2], writes hb[(k + 1) % 2]
     float* cb;  // c likewise (LSTM), else null
+    bool team = false;  // run by the team: hb / cb are accessed with relaxed atomics
   };
 
   // Step k of chunk c (hidden units [a, a + w)) into the calling thread's private buffers: reads only
@@ -835,6 +851,13 @@ class FastRnn final : public PreparedKernel {
     float* g = grow_aligned(pv.g, batch * gw);
     float* hd = grow(pv.h, batch * w);
     float* cd = cp ? grow(pv.c, batch * w) : nullptr;
+    if (r.team) {  // the step's state through this thread's relaxed copy of h (see load_relaxed)
+      if (pv.hs_id != pv.id) {
+        load_relaxed(hp, grow(pv.hs, sn), sn);
+        pv.hs_id = pv.id;
+      }
+      hp = pv.hs.data();
+    }
     ops.gemm(hp, H, batch, H, dw.R.data.data() + blk0 * H * kNB, nullptr, 0, blk1 - blk0, g, gw);
 
     auto active = [&](int64_t b, int64_t* t) {
@@ -847,7 +870,9 @@ class FastRnn final : public PreparedKernel {
     };
     for (int64_t b = 0; b < batch; ++b) {  // carried state (finished rows keep theirs)
       std::copy_n(hp + b * H + a, w, hd + b * w);
-      if (cd) std::copy_n(cp + b * H + a, w, cd + b * w);
+      if (!cd) continue;
+      if (r.team) load_relaxed(cp + b * H + a, cd + b * w, w);
+      else std::copy_n(cp + b * H + a, w, cd + b * w);
     }
     if (cell_ == Cell::GRU && !lbr_) {  // one chunk: the whole step, two GEMMs
       float* rh = grow(pv.rh, sn);
@@ -892,8 +917,13 @@ class FastRnn final : public PreparedKernel {
     float* cn = r.cb ? r.cb + ((k + 1) % 2) * sn : nullptr;
     for (int64_t b = 0; b < batch; ++b) {
       const float* hd = pv.h.data() + b * w;
-      std::copy_n(hd, w, hn + b * H + a);
-      if (cn) std::copy_n(pv.c.data() + b * w, w, cn + b * H + a);
+      if (r.team) {
+        store_relaxed(hd, hn + b * H + a, w);
+        if (cn) store_relaxed(pv.c.data() + b * w, cn + b * H + a, w);
+      } else {
+        std::copy_n(hd, w, hn + b * H + a);
+        if (cn) std::copy_n(pv.c.data() + b * w, w, cn + b * H + a);
+      }
       const int64_t L = r.lens->empty() ? r.seq : (*r.lens)[static_cast<size_t>(b)];
       if (r.Y && k < L) {
         const int64_t t = r.reverse ? L - 1 - k : k;
@@ -914,8 +944,8 @@ class FastRnn final : public PreparedKernel {
   // publishes the next one. Every chunk is computed into private buffers from the state of step k
   // only, so whoever commits it, the result is the same (bit for bit: the same code on the same
   // inputs): results do not depend on timing or the thread count. (A thread that was taken over may
-  // still be reading step k's state while the others write step k + 2's into the same buffer: a
-  // race whose result is always dropped.)
+  // still be reading step k's state while the others write step k + 2's into the same buffer: its
+  // result is dropped, and the state is accessed with relaxed atomics, see load_relaxed.)
   bool run_team(const Dir& r, int64_t steps, int nt, int64_t pre_chunks) const {
     struct Job final : TeamJob {
       const FastRnn* self;
@@ -977,7 +1007,9 @@ class FastRnn final : public PreparedKernel {
       std::copy_n(h0 + b * sld, H, r.hb + b * H);
       if (c0) std::copy_n(c0 + b * sld, H, r.cb + b * H);
     }
+    r.team = team;
     if (!(team && run_team(r, steps, nt, pre_chunks))) {  // one thread (or the team is busy with another run)
+      r.team = false;
       if (pre_chunks) project();
       ChunkScratch& pv = chunk_scratch();
       for (int64_t k = 0; k < steps; ++k)
