@@ -506,7 +506,7 @@ class Team {
       }
       if (mine) {
         const int64_t dt = (now_ns() - t0) / mine;
-        chunk_ns = chunk_ns ? (3 * chunk_ns + dt) / 4 : dt;
+        chunk_ns = chunk_ns && k != 0 ? (3 * chunk_ns + dt) / 4 : dt;  // (step -1's chunks are larger)
       }
       leave();
       const int64_t patience = steal >= 0 ? steal : 3 * chunk_ns + 2000;
