@@ -44,6 +44,7 @@
 #include <limits>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -401,9 +402,13 @@ class Team {
     next_id_ += static_cast<uint64_t>(job.steps) + 2;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      while (static_cast<int>(threads_.size()) < job.nt - 1) {
-        const int id = static_cast<int>(threads_.size()) + 1;
-        threads_.emplace_back([this, id] { helper(id); });
+      try {
+        while (static_cast<int>(threads_.size()) < job.nt - 1) {
+          const int id = static_cast<int>(threads_.size()) + 1;
+          threads_.emplace_back([this, id] { helper(id); });
+        }
+      } catch (const std::system_error&) {
+        return false;  // no more threads: this run on one thread
       }
       job_ = &job;
       base_ = base;
