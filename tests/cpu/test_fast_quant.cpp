@@ -516,3 +516,84 @@ TEST(FastQuant, MaxPool) {
   ex.run({{"x", x}});  // runs (reference)
   for (const auto& i : ex.implementations()) EXPECT_NE(i.impl, "onednn_qmaxpool");
 }
+
+// The pass qconv_layout_nhwc on a mobilenet/resnet-like int8 graph (as fuse_qdq leaves a quantized
+// model): float input -> Q -> QLinearConv -> QLinearConv (depthwise) -> DQ -> MaxPool -> Q ->
+// QLinearConv, a residual DQ + DQ -> Add -> Relu -> Q, an intermediate value that is also a graph
+// output, and a GlobalAveragePool at the end. Fast path (NHWC runs) vs reference: byte-identical.
+TEST(FastQuant, LayoutPassChain) {
+  std::mt19937 rng(11);
+  ir::Model m;
+  m.opsets[""] = 13;
+  auto& g = m.graph;
+  auto scal = [&](const std::string& n, float v) { g.initializers[n] = Tensor::scalar_f32(v); };
+  auto zp = [&](const std::string& n, int v) { g.initializers[n] = scalar_q(DType::Int8, v); };
+  scal("s_in", 0.02f);
+  zp("z_in", 3);
+  int k = 0;
+  // A QLinearConv x -> y (int8 in/out), weights per channel, bias.
+  auto qconv = [&](const std::string& x, const std::string& y, int64_t C, int64_t M, int64_t ks, int64_t stride,
+                   int64_t group, const std::string& xs, const std::string& xz, float ys) {
+    const std::string p = "c" + std::to_string(++k);
+    g.initializers[p + "w"] = q8(DType::Int8, {M, C / group, ks, ks}, rng, -127, 127);
+    std::vector<float> ws(static_cast<size_t>(M));
+    for (auto& s : ws) s = 0.002f + 0.001f * static_cast<float>(rng() % 10);
+    g.initializers[p + "ws"] = f32({M}, ws);
+    g.initializers[p + "wz"] = Tensor(DType::Int8, {M});
+    scal(p + "ys", ys);
+    zp(p + "yz", -10);
+    Tensor b(DType::Int32, {M});
+    for (int64_t i = 0; i < M; ++i) b.data<int32_t>()[i] = static_cast<int32_t>(rng() % 2001) - 1000;
+    g.initializers[p + "b"] = b;
+    auto n = test_graph::node("QLinearConv", {x, xs, xz, p + "w", p + "ws", p + "wz", p + "ys", p + "yz", p + "b"}, {y});
+    n.attrs["strides"] = ints({stride, stride});
+    n.attrs["pads"] = ints({ks / 2, ks / 2, ks / 2, ks / 2});
+    n.attrs["group"] = num(group);
+    g.nodes.push_back(n);
+    return std::make_pair(p + "ys", p + "yz");
+  };
+  g.inputs.push_back(test_graph::vi("x", {1, 3, 20, 20}));
+  g.nodes.push_back(test_graph::node("QuantizeLinear", {"x", "s_in", "z_in"}, {"xq"}));
+  auto [s1, z1] = qconv("xq", "y1", 3, 16, 3, 2, 1, "s_in", "z_in", 0.05f);
+  auto [s2, z2] = qconv("y1", "y2", 16, 16, 3, 1, 16, s1, z1, 0.05f);
+  g.nodes.push_back(test_graph::node("DequantizeLinear", {"y2", s2, z2}, {"d2"}));
+  auto mp = test_graph::node("MaxPool", {"d2"}, {"p2"});
+  mp.attrs["kernel_shape"] = ints({3, 3});
+  mp.attrs["strides"] = ints({1, 1});
+  mp.attrs["pads"] = ints({1, 1, 1, 1});
+  g.nodes.push_back(mp);
+  g.nodes.push_back(test_graph::node("QuantizeLinear", {"p2", s2, z2}, {"q2"}));
+  auto [s3, z3] = qconv("q2", "y3", 16, 16, 1, 1, 1, s2, z2, 0.05f);
+  // Residual: DQ(y3) + DQ(q2) -> Relu -> Q.
+  g.nodes.push_back(test_graph::node("DequantizeLinear", {"y3", s3, z3}, {"d3"}));
+  g.nodes.push_back(test_graph::node("DequantizeLinear", {"q2", s2, z2}, {"d2b"}));
+  g.nodes.push_back(test_graph::node("Add", {"d3", "d2b"}, {"sum"}));
+  g.nodes.push_back(test_graph::node("Relu", {"sum"}, {"r"}));
+  scal("s_r", 0.06f);
+  zp("z_r", -128);
+  g.nodes.push_back(test_graph::node("QuantizeLinear", {"r", "s_r", "z_r"}, {"qr"}));
+  auto [s4, z4] = qconv("qr", "y4", 16, 24, 3, 2, 1, "s_r", "z_r", 0.08f);
+  g.nodes.push_back(test_graph::node("DequantizeLinear", {"y4", s4, z4}, {"d4"}));
+  g.nodes.push_back(test_graph::node("GlobalAveragePool", {"d4"}, {"gap"}));
+  g.outputs.push_back(test_graph::vi("gap", {1, 24, 1, 1}));
+  g.outputs.push_back(test_graph::vi("y3", DType::Int8, {1, 16, 10, 10}));  // intermediate, NCHW
+  std::normal_distribution<float> nd(0.f, 1.f);
+  Tensor x(DType::Float32, {1, 3, 20, 20});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = nd(rng);
+  expect_identical(m, {{"x", x}}, "onednn_qconv", "int8 chain", 4);
+  Executor ex(m);
+  int transposes = 0, pass_rewrites = 0, maxpool = 0;
+  for (const auto& i : ex.implementations()) {
+    transposes += i.op == "Transpose";
+    maxpool += i.impl == "onednn_qmaxpool";
+  }
+  for (const auto& [name, n] : ex.passes_applied()) pass_rewrites += name == "qconv_layout_nhwc" ? n : 0;
+  if (have_vnni()) {
+    EXPECT_GT(pass_rewrites, 10);
+    EXPECT_EQ(maxpool, 1);
+    // In: the quantized input; out: y3 (a graph output) and DQ(y4) before the pooling.
+    EXPECT_EQ(transposes, 3);
+  } else {
+    EXPECT_EQ(pass_rewrites, 0);
+  }
+}

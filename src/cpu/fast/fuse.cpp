@@ -1,5 +1,7 @@
 #include "cpu/fast/fuse.h"
 
+#include "cpu/fast/quant.h"
+
 namespace opennpu::cpu {
 
 const std::vector<CpuPass>& cpu_passes() {
@@ -8,6 +10,7 @@ const std::vector<CpuPass>& cpu_passes() {
     add_conv_passes(p);
     add_transformer_passes(p);
     add_elementwise_passes(p);
+    add_quant_passes(p);
     return p;
   }();
   return passes;

@@ -43,9 +43,11 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <unordered_set>
 
 #include "core/parallel.h"
 #include "core/quant.h"
+#include "cpu/fast/conv.h"
 #include "cpu/fast/fast.h"
 #include "cpu/fast/fuse.h"
 #include "cpu/fast/onednn_util.h"
@@ -251,6 +253,21 @@ T* thread_buffer(size_t n, int which) {
   return reinterpret_cast<T*>(b.data());
 }
 
+// A node the layout pass (qconv_layout_nhwc, below) switched to NHWC ("layout" attribute) when its
+// fast kernel falls back at run time: the ONNX reference kernel on an NCHW copy of input 0, its
+// output transposed back.
+void reference_nhwc(KernelContext& ctx, KernelFn ref) {
+  ctx.check(ctx.input(0).rank() == 4, "layout NHWC needs a rank-4 input, got {}", shape_str(ctx.input(0).shape()));
+  Tensor x = nhwc_to_nchw(ctx.input(0));
+  std::vector<const Tensor*> ins;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) ins.push_back(i == 0 ? &x : ctx.optional_input(i));
+  ir::Node one = ctx.node();
+  one.outputs.resize(1);
+  KernelContext sub(one, std::move(ins), ctx.opset(), nullptr);
+  ref(sub);
+  ctx.set_output(0, nchw_to_nhwc(sub.outputs()[0]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // QLinearConv
 
@@ -319,6 +336,7 @@ class FastQConv final : public PreparedKernel {
     k->ref_ = ref->fn;
     k->W_ = *w;
     k->group_ = pc.attr_i("group", 1);
+    k->nhwc_ = pc.attr_s("layout", "NCHW") == "NHWC";
     k->auto_pad_ = pc.attr_s("auto_pad", "NOTSET");
     k->strides_ = pc.attr_ints("strides");
     k->dil_ = pc.attr_ints("dilations");
@@ -340,16 +358,18 @@ class FastQConv final : public PreparedKernel {
 
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
-    if (x.dtype() != x_dt_ || x.rank() != 4 || x.dim(0) == 0) return ref_(ctx);
+    auto fallback = [&] { return nhwc_ ? reference_nhwc(ctx, ref_) : ref_(ctx); };
+    if (x.dtype() != x_dt_ || x.rank() != 4 || x.dim(0) == 0) return fallback();
     const int threads = in_parallel_region() ? 1 : num_threads();
     std::shared_ptr<const Plan> p = plan(x.shape(), threads);
-    if (!p->ok) return ref_(ctx);
+    if (!p->ok) return fallback();
     Tensor& y = ctx.alloc_output(0, y_dt_, p->y_shape, KernelContext::Init::Uninit);
     const int64_t N = x.dim(0), M = W_.dim(0);
     const int64_t ximg = p->H * p->W * p->C, yimg = M * p->OH * p->OW;
-    // x to NHWC (one oneDNN reorder over the batch).
-    uint8_t* xh = thread_buffer<uint8_t>(static_cast<size_t>(x.numel()), 0);
-    {
+    // x to NHWC (one oneDNN reorder over the batch) unless it is NHWC already.
+    uint8_t* xh = nhwc_ ? static_cast<uint8_t*>(const_cast<void*>(x.raw()))
+                        : thread_buffer<uint8_t>(static_cast<size_t>(x.numel()), 0);
+    if (!nhwc_) {
       memory src(p->x_nchw, engine(), const_cast<void*>(x.raw())), dst(p->x_nhwc, engine(), xh);
       std::unordered_map<int, memory> args{{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
       run_prim(p->in_reorder, args, {}, 0);
@@ -362,7 +382,9 @@ class FastQConv final : public PreparedKernel {
       const int64_t n = i / nc;
       const int64_t cells = c.rows * p->OW;
       int32_t* acc = thread_buffer<int32_t>(static_cast<size_t>(cells * M), 1);
-      uint8_t* yq = thread_buffer<uint8_t>(static_cast<size_t>(cells * M), 2);
+      // NHWC output: requantized straight into y; NCHW: into a buffer reordered into y.
+      uint8_t* yq = nhwc_ ? static_cast<uint8_t*>(y.raw()) + n * yimg + c.out_row * p->OW * M
+                          : thread_buffer<uint8_t>(static_cast<size_t>(cells * M), 2);
       const uint8_t* xn = xh + n * ximg;
       memory src(c.src, engine(), const_cast<uint8_t*>(xn + c.in_row * p->W * p->C));
       memory dst(c.dst, engine(), acc);
@@ -383,6 +405,7 @@ class FastQConv final : public PreparedKernel {
           else static_cast<int8_t*>(o)[m] = static_cast<int8_t>(q);
         }
       }
+      if (nhwc_) return;
       memory ys(c.ydesc_nhwc, engine(), yq);
       memory yd(c.ydesc_nchw, engine(), static_cast<char*>(y.raw()) + n * yimg + c.out_row * p->OW);
       std::unordered_map<int, memory> rargs{{DNNL_ARG_FROM, ys}, {DNNL_ARG_TO, yd}};
@@ -441,7 +464,7 @@ class FastQConv final : public PreparedKernel {
   }
 
   void build(const Shape& xs, int threads, Plan& p) const {
-    const int64_t N = xs[0], C = xs[1], H = xs[2], Wd = xs[3];
+    const int64_t N = xs[0], C = nhwc_ ? xs[3] : xs[1], H = nhwc_ ? xs[1] : xs[2], Wd = nhwc_ ? xs[2] : xs[3];
     const int64_t M = W_.dim(0), Cg = W_.dim(1), KH = W_.dim(2), KW = W_.dim(3), G = group_;
     if (C != Cg * G || M % G != 0) return;
     int64_t pt = pads_[0], pl = pads_[1], pb = pads_[2], pr = pads_[3], OH = 0, OW = 0;
@@ -453,7 +476,7 @@ class FastQConv final : public PreparedKernel {
     const ddt xdt = q8_ddt(x_dt_), ydt = q8_ddt(y_dt_);
     p.x_nchw = memory::desc({N, C, H, Wd}, xdt, tag::nchw);
     p.x_nhwc = memory::desc({N, C, H, Wd}, xdt, tag::nhwc);
-    p.in_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), p.x_nchw, engine(), p.x_nhwc));
+    if (!nhwc_) p.in_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), p.x_nchw, engine(), p.x_nhwc));
     const dims wdims = G == 1 ? dims{M, C, KH, KW} : dims{G, M / G, Cg, KH, KW};
     const int64_t ek = (KH - 1) * dil_[0] + 1;
     const double flops = 2.0 * double(M) * double(Cg) * double(KH) * double(KW) * double(OH) * double(OW);
@@ -486,12 +509,14 @@ class FastQConv final : public PreparedKernel {
       c.scratch_desc = pd.scratchpad_desc();
       c.scratch = c.scratch_desc.get_size();
       c.weights = weights_for(pd.weights_desc(), wdims, G);
-      c.ydesc_nhwc = memory::desc({1, M, c.rows, OW}, ydt, tag::nhwc);
-      c.ydesc_nchw = memory::desc({1, M, c.rows, OW}, ydt, dims{M * OH * OW, OH * OW, OW, 1});
-      c.out_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), c.ydesc_nhwc, engine(), c.ydesc_nchw));
+      if (!nhwc_) {
+        c.ydesc_nhwc = memory::desc({1, M, c.rows, OW}, ydt, tag::nhwc);
+        c.ydesc_nchw = memory::desc({1, M, c.rows, OW}, ydt, dims{M * OH * OW, OH * OW, OW, 1});
+        c.out_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), c.ydesc_nhwc, engine(), c.ydesc_nchw));
+      }
       p.chunks.push_back(std::move(c));
     }
-    p.y_shape = {N, M, OH, OW};
+    p.y_shape = nhwc_ ? Shape{N, OH, OW, M} : Shape{N, M, OH, OW};
     p.ok = true;
   }
 
@@ -516,6 +541,7 @@ class FastQConv final : public PreparedKernel {
   std::vector<float> mult_;
   std::vector<int32_t> bias_;
   int64_t group_ = 1;
+  bool nhwc_ = false;
   std::string auto_pad_;
   std::vector<int64_t> strides_, dil_, pads_;
   mutable std::mutex mu_;
@@ -783,13 +809,16 @@ class FastQMaxPool final : public PreparedKernel {
       if (d != 1) return *why = "dilations != 1", nullptr;
     auto k = std::make_unique<FastQMaxPool>();
     const int p = producer_of(pc.graph(), n.inputs.empty() ? std::string() : n.inputs[0]);
-    k->float_ok_ = p >= 0 && pc.graph().nodes[static_cast<size_t>(p)].op_type == "DequantizeLinear";
+    // NHWC: set by qconv_layout_nhwc only after it checked the same (its graph is being rebuilt).
+    k->float_ok_ = (p >= 0 && pc.graph().nodes[static_cast<size_t>(p)].op_type == "DequantizeLinear") ||
+                   pc.attr_s("layout", "NCHW") == "NHWC";
     const ir::ValueInfo* xi = pc.input_info(0);
     if (!k->float_ok_ && !(xi && is_q8(xi->dtype))) return *why = "input neither 8-bit nor a DequantizeLinear output", nullptr;
     k->kernel_ = pc.attr_ints("kernel_shape");
     k->strides_ = pc.attr_ints("strides");
     k->pads_ = pc.attr_ints("pads");
     k->auto_pad_ = pc.attr_s("auto_pad", "NOTSET");
+    k->nhwc_ = pc.attr_s("layout", "NCHW") == "NHWC";
     if (k->strides_.empty()) k->strides_ = {1, 1};
     if (k->pads_.empty()) k->pads_ = {0, 0, 0, 0};
     if (k->kernel_.size() != 2 || k->strides_.size() != 2 || k->pads_.size() != 4) return *why = "not 2-D", nullptr;
@@ -809,10 +838,18 @@ class FastQMaxPool final : public PreparedKernel {
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
     const bool f = x.dtype() == DType::Float32;
-    if (!(is_q8(x.dtype()) || (f && float_ok_)) || x.rank() != 4 || x.numel() == 0) return ref_(ctx);
-    std::shared_ptr<const Plan> p = plan(x.shape(), x.dtype());
-    if (!p->ok) return ref_(ctx);
-    Tensor& y = ctx.alloc_output(0, x.dtype(), p->y_shape, KernelContext::Init::Uninit);
+    auto fallback = [&] { return nhwc_ ? reference_nhwc(ctx, ref_) : ref_(ctx); };
+    if (!(is_q8(x.dtype()) || (f && float_ok_)) || x.rank() != 4 || x.numel() == 0) return fallback();
+    const Shape xs = nhwc_ ? Shape{x.dim(0), x.dim(3), x.dim(1), x.dim(2)} : x.shape();  // logical NCHW
+    std::shared_ptr<const Plan> p = plan(xs, x.dtype());
+    if (!p->ok) return fallback();
+    const Shape& ys = p->y_shape;
+    Tensor& y = ctx.alloc_output(0, x.dtype(), nhwc_ ? Shape{ys[0], ys[2], ys[3], ys[1]} : ys, KernelContext::Init::Uninit);
+    if (nhwc_) {
+      memory a(p->x_nhwc, engine(), const_cast<void*>(x.raw())), d(p->y_nhwc, engine(), y.raw());
+      std::unordered_map<int, memory> pa{{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, d}};
+      return run_prim(p->prim, pa, p->scratch_desc, p->scratch);
+    }
     if (f) {
       memory a(p->x_nchw, engine(), const_cast<void*>(x.raw())), d(p->y_nchw, engine(), y.raw());
       std::unordered_map<int, memory> pa{{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, d}};
@@ -850,8 +887,9 @@ class FastQMaxPool final : public PreparedKernel {
         p->x_nhwc = memory::desc({N, C, H, Wd}, t, tag::nhwc);
         p->y_nhwc = memory::desc({N, C, OH, OW}, t, tag::nhwc);
         p->y_nchw = memory::desc({N, C, OH, OW}, t, tag::nchw);
+        const bool direct = f && !nhwc_;  // pooling reads/writes NCHW (else NHWC)
         dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max,
-                                      f ? p->x_nchw : p->x_nhwc, f ? p->y_nchw : p->y_nhwc, {strides_[0], strides_[1]}, {kernel_[0], kernel_[1]}, {pt, pl}, {pb, pr});
+                                      direct ? p->x_nchw : p->x_nhwc, direct ? p->y_nchw : p->y_nhwc, {strides_[0], strides_[1]}, {kernel_[0], kernel_[1]}, {pt, pl}, {pb, pr});
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
         dnnl::pooling_forward::primitive_desc pd(d, attr, engine());
@@ -873,12 +911,145 @@ class FastQMaxPool final : public PreparedKernel {
   }
 
   KernelFn ref_ = nullptr;
-  bool float_ok_ = false;
+  bool float_ok_ = false, nhwc_ = false;
   std::vector<int64_t> kernel_, strides_, pads_;
   std::string auto_pad_;
   mutable std::mutex mu_;
   mutable std::map<std::pair<Shape, int>, std::shared_ptr<const Plan>> plans_;
 };
+
+// ---------------------------------------------------------------------------------------------
+// Pass qconv_layout_nhwc: runs of int8 ops in NHWC, so that consecutive QLinearConvs (and the
+// DQ -> Add -> Q of a residual) pass NHWC tensors and no reorder runs between them (on
+// mobilenet_v2 the per-conv NCHW<->NHWC reorders were half the int8 time). Converted, when the
+// input is NHWC (or, for QLinearConv, always):
+//   QLinearConv that onednn_qconv accepts       -> "layout" = "NHWC" (ai.onnx op, CPU-private
+//                                                  attribute; its kernel's run-time fallback
+//                                                  transposes around the reference)
+//   MaxPool that onednn_qmaxpool accepts        -> the same
+//   per-tensor QuantizeLinear/DequantizeLinear, Relu, Clip, Add/Sub/Mul/Max/Min of NHWC inputs
+//                                               -> renamed to the NHWC values (elementwise: the
+//                                                  layout does not change a single result)
+// Any other reader of a converted value gets a Transpose back to NCHW, as do graph outputs. Only
+// on machines where the int8 kernels run (AVX-512 VNNI): elsewhere the pass does nothing.
+
+int qconv_layout_nhwc(ir::Model& m) {
+  if (!cpu_features().avx512vnni) return 0;
+  ir::Graph& g = m.graph;
+  auto onnx = [](const ir::Node& n) { return n.domain.empty() || n.domain == "ai.onnx"; };
+  auto accepts = [&](const ir::Node& n, PrepareFn prep) {
+    ir::Node t = n;
+    t.attrs["layout"] = ir::Attribute{};
+    t.attrs["layout"].kind = ir::Attribute::Kind::String;
+    t.attrs["layout"].s = "NHWC";
+    std::string why;
+    return prep(PrepareContext(m, g, t), &why) != nullptr;
+  };
+  auto per_tensor = [&](const ir::Node& n) {  // Q/DQ with a constant scalar scale and zero point
+    for (size_t i = 1; i < 3 && i < n.inputs.size(); ++i) {
+      if (n.inputs[i].empty()) continue;
+      auto it = g.initializers.find(n.inputs[i]);
+      if (it == g.initializers.end() || it->second.numel() != 1) return false;
+    }
+    return n.inputs.size() >= 2 && !n.inputs[1].empty();
+  };
+  static const std::unordered_set<std::string> unary = {"Relu", "Clip"};
+  static const std::unordered_set<std::string> binary = {"Add", "Sub", "Mul", "Max", "Min"};
+  std::unordered_map<std::string, std::string> nhwc_of;
+  std::unordered_set<std::string> nchw_missing, taken;
+  for (const auto& n : g.nodes)
+    for (const auto& o : n.outputs) taken.insert(o);
+  for (const auto& v : g.inputs) taken.insert(v.name);
+  for (const auto& [k, _] : g.initializers) taken.insert(k);
+  auto fresh = [&](const std::string& base) {
+    std::string s = base;
+    for (int k = 1; taken.count(s); ++k) s = base + "_" + std::to_string(k);
+    taken.insert(s);
+    return s;
+  };
+  std::vector<ir::Node> out;
+  out.reserve(g.nodes.size() + 8);
+  auto transpose = [&](const std::string& in, const std::string& o, std::vector<int64_t> perm) {
+    ir::Node t;
+    t.name = fresh(in + (perm[1] == 2 ? "#q_to_nhwc" : "#q_to_nchw"));
+    t.op_type = "Transpose";
+    t.inputs = {in};
+    t.outputs = {o};
+    t.attrs["perm"].kind = ir::Attribute::Kind::Ints;
+    t.attrs["perm"].ints = std::move(perm);
+    out.push_back(std::move(t));
+  };
+  auto want_nhwc = [&](const std::string& v) {
+    if (auto it = nhwc_of.find(v); it != nhwc_of.end()) return it->second;
+    const std::string t = fresh(v + "#nhwc");
+    transpose(v, t, {0, 2, 3, 1});
+    nhwc_of[v] = t;
+    return t;
+  };
+  auto make_nhwc_output = [&](ir::Node& n) {
+    const std::string v = n.outputs[0];
+    n.outputs[0] = fresh(v + "#nhwc");
+    nhwc_of[v] = n.outputs[0];
+    nchw_missing.insert(v);
+  };
+  auto need_nchw = [&](const std::string& v) {
+    if (!nchw_missing.count(v)) return;
+    transpose(nhwc_of[v], v, {0, 3, 1, 2});
+    nchw_missing.erase(v);
+  };
+  auto is_nhwc = [&](const std::string& v) { return nhwc_of.count(v) != 0; };
+  // NHWC values made by a DequantizeLinear (float, never NaN) or an int8 op: what MaxPool takes.
+  std::unordered_set<std::string> made_by;
+  int converted = 0;
+  for (auto& n0 : g.nodes) {
+    ir::Node n = std::move(n0);
+    bool done = false, subgraph = false;
+    for (const auto& [_, a] : n.attrs)
+      subgraph |= a.kind == ir::Attribute::Kind::Graph || a.kind == ir::Attribute::Kind::Graphs;
+    const bool single = n.outputs.size() == 1;
+    if (!subgraph && onnx(n) && single && !n.inputs.empty() && n.attr_s("layout", "NCHW") == "NCHW") {
+      if (n.op_type == "QLinearConv" && accepts(n, FastQConv::prepare)) {
+        n.inputs[0] = want_nhwc(n.inputs[0]);
+        done = true;
+      } else if (n.op_type == "MaxPool" && is_nhwc(n.inputs[0]) && made_by.count(nhwc_of[n.inputs[0]]) &&
+                 accepts(n, FastQMaxPool::prepare)) {
+        n.inputs[0] = nhwc_of[n.inputs[0]];
+        done = true;
+      } else if ((n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") && is_nhwc(n.inputs[0]) &&
+                 per_tensor(n)) {
+        n.inputs[0] = nhwc_of[n.inputs[0]];
+        done = true;
+      } else if (unary.count(n.op_type) && is_nhwc(n.inputs[0])) {
+        bool ok = true;
+        for (size_t k = 1; k < n.inputs.size(); ++k) ok &= !is_nhwc(n.inputs[k]);
+        if (ok) n.inputs[0] = nhwc_of[n.inputs[0]];
+        done = ok;
+      } else if (binary.count(n.op_type) && n.inputs.size() == 2) {
+        bool ok = true;
+        for (const auto& v : n.inputs) ok &= !v.empty() && is_nhwc(v);
+        if (ok)
+          for (auto& v : n.inputs) v = nhwc_of[v];
+        done = ok;
+      }
+    }
+    if (done) {
+      if (n.op_type == "QLinearConv" || n.op_type == "MaxPool") {
+        n.attrs["layout"].kind = ir::Attribute::Kind::String;
+        n.attrs["layout"].s = "NHWC";
+      }
+      make_nhwc_output(n);
+      if (n.op_type == "DequantizeLinear" || n.op_type == "QuantizeLinear" || n.op_type == "QLinearConv")
+        made_by.insert(n.outputs[0]);
+      ++converted;
+    } else {
+      for (const auto& r : ir::node_reads(n)) need_nchw(r);
+    }
+    out.push_back(std::move(n));
+  }
+  for (const auto& o : g.outputs) need_nchw(o.name);
+  g.nodes = std::move(out);
+  return converted;
+}
 
 }  // namespace
 
@@ -890,5 +1061,7 @@ void register_fast_quant(FastRegistry& r) {
   r.add({"DequantizeLinear", "", "fast_dequantize", FastQuantizeLinear::prepare});
   r.add({"MaxPool", "", "onednn_qmaxpool", FastQMaxPool::prepare});
 }
+
+void add_quant_passes(std::vector<CpuPass>& p) { p.push_back({"qconv_layout_nhwc", qconv_layout_nhwc}); }
 
 }  // namespace opennpu::cpu

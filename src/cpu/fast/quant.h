@@ -4,13 +4,17 @@
 // that the dispatcher uses on machines without AVX-512).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/quant.h"
 
 namespace opennpu::cpu {
 
 class FastRegistry;
+struct CpuPass;
 void register_fast_quant(FastRegistry& r);
+// The CPU pass qconv_layout_nhwc (runs of int8 ops in NHWC; see quant.cpp).
+void add_quant_passes(std::vector<CpuPass>& p);
 
 namespace fastq {
 // out[i] = quant::requantize(acc[i], bias[i], mult[i], zp, r) as uint8 (is_u8) or int8.
