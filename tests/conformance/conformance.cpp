@@ -63,7 +63,8 @@ std::string compare(const Tensor& exp, const Tensor& got, const std::string& nam
     return fmt::format("output '{}': shape {} expected {}", name, shape_str(got.shape()), shape_str(exp.shape()));
   if (exp.dtype() == DType::String) {
     for (int64_t i = 0; i < exp.numel(); ++i)
-      if (exp.strings()[i] != got.strings()[i]) return fmt::format("output '{}': string {} differs", name, i);
+      if (exp.strings()[i] != got.strings()[i])
+        return fmt::format("output '{}': string {} is \"{}\" expected \"{}\"", name, i, got.strings()[i], exp.strings()[i]);
     return "";
   }
   for (int64_t i = 0; i < exp.numel(); ++i) {

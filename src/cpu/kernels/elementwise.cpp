@@ -398,7 +398,13 @@ Decimal parse_scientific(const char* s, const char* end) {
   const char* p = s;
   for (; p < end && *p != 'e'; ++p)
     if (*p != '.') d.digits += *p;
-  d.exp10 = p < end ? std::atoi(p + 1) : 0;
+  // to_chars does not NUL-terminate: read the exponent only up to end (atoi read on into stale
+  // bytes of the buffer, so "2.961402e-01" after a longer number became e-011).
+  if (p < end) {
+    const char* q = p + 1;
+    if (q < end && *q == '+') ++q;
+    std::from_chars(q, end, d.exp10);
+  }
   while (d.digits.size() > 1 && d.digits.back() == '0') d.digits.pop_back();
   return d;
 }
