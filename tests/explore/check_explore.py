@@ -94,6 +94,10 @@ def setup(work):
 def run(cmd, env=None, check=True):
     e = dict(os.environ)
     e.update(env or {})
+    preload = os.environ.get("OPENNPU_PYTHON_PRELOAD")
+    if preload and cmd[0] == "/usr/bin/python3":  # ASan build: the module needs the runtime first
+        e["LD_PRELOAD"] = preload
+        e["ASAN_OPTIONS"] = e.get("ASAN_OPTIONS", "") + ":detect_leaks=0"  # the interpreter's own
     r = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=900)
     if check and r.returncode != 0:
         print("command failed:", " ".join(cmd), "\n", r.stdout[-3000:], r.stderr[-3000:])
