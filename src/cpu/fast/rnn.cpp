@@ -398,6 +398,12 @@ class Team {
     std::unique_lock<std::mutex> one(run_mu_, std::try_to_lock);
     if (!one.owns_lock() || job.nchunk > kMaxChunks) return false;
     if (job.pre_chunks > kMaxChunks) return false;
+    const bool test_mode = job.steal_after_ns >= 0 || job.wait_for_helpers;
+    if (cooldown_ > 0 && !test_mode) {  // the last team run went badly: one thread for a while
+      --cooldown_;
+      return false;
+    }
+    takeovers_.store(0, std::memory_order_relaxed);
     const uint64_t base = next_id_;  // step k has id base + 2 + k
     next_id_ += static_cast<uint64_t>(job.steps) + 2;
     {
@@ -422,11 +428,22 @@ class Team {
     work(job, base, 0, [] { return true; }, [] {});
     active_.store(false, std::memory_order_seq_cst);
     // A helper inside the job (at most one chunk's work, unless it was descheduled) finishes first.
+    const int64_t t_end = now_ns();
     for (int i = 0;; ++i) {
       const int v = in_flight_.v.load(std::memory_order_seq_cst);
       if (v == 0) break;
       if (i < 2048) _mm_pause();
       else in_flight_.v.wait(v);  // sleeping lets the scheduler run a descheduled helper here
+    }
+    // When other processes keep a helper off its core, the team costs take-overs and a wait here
+    // (a helper descheduled inside a chunk runs again only when the scheduler lets it), and one
+    // thread would have been faster: the next runs use one thread, for twice as many runs each
+    // time this repeats (up to 64), until a team run goes well.
+    if (takeovers_.load(std::memory_order_relaxed) > 2 || now_ns() - t_end > 200000) {
+      cooldown_ = backoff_;
+      backoff_ = std::min(backoff_ * 2, 64);
+    } else {
+      backoff_ = 1;
     }
     return true;
   }
@@ -531,7 +548,10 @@ class Team {
             else if (now_ns() - tw >= patience) {
               if (!enter()) return behind = true;
               uint64_t expect = id * 4 + 1;
-              if (st.compare_exchange_strong(expect, id * 4 + 2, std::memory_order_acq_rel)) run_chunk(c, id, true);
+              if (st.compare_exchange_strong(expect, id * 4 + 2, std::memory_order_acq_rel)) {
+                takeovers_.fetch_add(1, std::memory_order_relaxed);
+                run_chunk(c, id, true);
+              }
               leave();
             }
           }
@@ -594,6 +614,8 @@ class Team {
   Flight in_flight_;
   std::atomic<bool> active_{false};
   std::atomic<int> joined_{0};  // helpers that have entered the current job
+  std::atomic<int> takeovers_{0};
+  int cooldown_ = 0, backoff_ = 1;  // under run_mu_: runs left on one thread, the next cool-down
 };
 
 class FastRnn final : public PreparedKernel {
