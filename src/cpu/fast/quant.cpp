@@ -35,7 +35,9 @@
 // into the NCHW output. Threads: parallel_for over the chunks, oneDNN/OpenMP at 1 thread each.
 #include <dnnl.hpp>
 // GCC 12's AVX-512 conversion intrinsics read an undefined placeholder vector (harmless).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #include <omp.h>
 
