@@ -12,7 +12,9 @@
 #include "core/parallel.h"
 #include "cpu/executor.h"
 #include "graph_builders.h"
+#include "cpu/fast/fast.h"
 #include "cpu/fast/fuse.h"
+#include "cpu/fast/matmul.h"
 
 using namespace opennpu;
 
@@ -204,6 +206,84 @@ TEST(FastGemm, TransBAlphaBetaAndBiasShapes) {
       EXPECT_TRUE(ran(r, "Gemm", "onednn_gemm_packed")) << impls_str(r);
       EXPECT_LE(rel_err(r.fast.at("y"), r.ref.at("y")), 1e-4);
     }
+  }
+  set_num_threads(1);
+}
+
+// At most 4 declared rows (a classifier at batch 1), on an AVX-512 machine: the matrix-vector
+// kernel, output columns split over the threads; odd K (masked tail) and N (tail columns). A run
+// with more rows than declared still gives the right answer (oneDNN, packed on first use).
+TEST(FastGemm, FewRowsRunTheMatrixVectorKernel) {
+  struct Case {
+    int64_t M, K, N;
+    bool tb;
+    float alpha;
+    bool bias;
+  };
+  const std::vector<Case> cases = {
+      {1, 1280, 1000, true, 1, true}, {1, 17, 5, true, 1, false},  {2, 33, 131, false, 1, true},
+      {4, 100, 257, true, 0.5f, true}, {3, 16, 64, false, 2, false}, {1, 3000, 77, false, 1, true},
+      {1, 1, 1, true, 1, true},        {1, 512, 4099, true, -1, true},
+  };
+  const bool avx512 = cpu::cpu_features().avx512f;
+  uint32_t seed = 300;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (const auto& c : cases) {
+      ir::Model m;
+      m.opsets[""] = 13;
+      m.graph.inputs.push_back(vi("a", {c.M, c.K}));
+      m.graph.outputs.push_back(vi("y", {c.M, c.N}));
+      m.graph.initializers["b"] = rnd(c.tb ? Shape{c.N, c.K} : Shape{c.K, c.N}, seed++);
+      ir::Node g = node("Gemm", {"a", "b"}, {"y"});
+      if (c.bias) {
+        m.graph.initializers["c"] = rnd({c.N}, seed++);
+        g.inputs.push_back("c");
+      }
+      set_i(g, "transB", c.tb);
+      set_f(g, "alpha", c.alpha);
+      m.graph.nodes.push_back(g);
+      SCOPED_TRACE(std::to_string(c.M) + "x" + std::to_string(c.K) + "x" + std::to_string(c.N) + " threads " +
+                   std::to_string(threads));
+      auto r = run_both(m, {{"a", rnd({c.M, c.K}, seed++)}});
+      EXPECT_TRUE(ran(r, "Gemm", avx512 ? "gemv_avx512" : "onednn_gemm_packed")) << impls_str(r);
+      EXPECT_LE(rel_err(r.fast.at("y"), r.ref.at("y")), 1e-4);
+    }
+  }
+  // More rows than the hint at run time (a dynamic batch): the same object packs the weight for
+  // oneDNN on first use. Checked against a double-precision loop.
+  for (bool tb : {false, true}) {
+    const int64_t K = 37, N = 45;
+    const Tensor w = rnd(tb ? Shape{N, K} : Shape{K, N}, 11);
+    std::vector<float> bias(N);
+    for (int64_t j = 0; j < N; ++j) bias[j] = 0.01f * j;
+    std::string why;
+    auto mm = cpu::PackedMatMul::create(w, tb, 1.5f, bias.data(), {cpu::Activation::Relu}, 1, &why);
+    ASSERT_TRUE(mm) << why;
+    EXPECT_EQ(mm->gemv(), avx512);
+    for (int64_t rows : {1, 4, 6, 40}) {
+      const Tensor a = rnd({rows, K}, 12 + rows);
+      std::vector<float> y(rows * N);
+      mm->run(a.data<float>(), rows, y.data());
+      double err = 0;
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double acc = bias[j];
+          for (int64_t k = 0; k < K; ++k)
+            acc += 1.5 * a.data<float>()[i * K + k] * w.data<float>()[tb ? j * K + k : k * N + j];
+          err = std::max(err, std::fabs(std::max(acc, 0.0) - y[i * N + j]));
+        }
+      EXPECT_LE(err, 1e-4) << "rows " << rows << " transB " << tb;
+    }
+  }
+  // MatMul and FusedMatMul with Relu/Gelu (through the pass) at one row.
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    auto m = matmul_model({1, 1, 300}, {300, 200}, 7);
+    m.graph.outputs[0] = vi("y", {1, 1, 200});
+    auto r = run_both(m, {{"a", rnd({1, 1, 300}, 8)}});
+    EXPECT_TRUE(ran(r, "MatMul", avx512 ? "gemv_avx512" : "onednn_matmul_packed")) << impls_str(r);
+    EXPECT_LE(rel_err(r.fast.at("y"), r.ref.at("y")), 1e-4);
   }
   set_num_threads(1);
 }

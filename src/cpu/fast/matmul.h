@@ -28,6 +28,9 @@ class PackedMatMul {
   int64_t K() const;
   int64_t N() const;
   size_t packed_bytes() const;
+  // True when few rows were declared and the product runs as an AVX-512 matrix-vector product
+  // (matmul.cpp); more rows at run time still take oneDNN.
+  bool gemv() const;
 
  private:
   PackedMatMul();
