@@ -1,10 +1,13 @@
 #include "cpu/executor.h"
 
+#include <omp.h>
+
 #include <chrono>
 #include <unordered_set>
 
 #include <fmt/format.h>
 
+#include "core/parallel.h"
 #include "cpu/fast/fuse.h"
 
 namespace opennpu::cpu {
@@ -241,6 +244,12 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
 
 std::map<std::string, Tensor> Executor::run(const std::map<std::string, Tensor>& feeds) const {
   check_feeds(model_->graph, feeds);
+  // OpenMP's thread count is per calling thread and starts at the number of cores. oneDNN bakes
+  // it into some primitives when they are created (reorders), and fast kernels create theirs at
+  // the first run of a shape: set it to this run's share first, so no primitive is built for more
+  // threads than set_num_threads() allows (a 1-thread run otherwise started an OpenMP worker that
+  // spun after every such region, taking a second core).
+  omp_set_num_threads(in_parallel_region() ? 1 : num_threads());
   Scope root;
   for (const auto& [k, v] : feeds) root.values.emplace(k, v);
   std::vector<std::string> wanted;
