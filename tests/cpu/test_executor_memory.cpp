@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/buffer_pool.h"
+#include "core/parallel.h"
 #include "cpu/executor.h"
 #include "graph_builders.h"
 
@@ -160,7 +161,8 @@ TEST(FastElementwise, BitIdenticalToReference) {
   std::vector<std::pair<Shape, Shape>> shapes = {
       {{7}, {7}}, {{3, 5, 17}, {3, 5, 17}}, {{3, 5, 17}, {}}, {{3, 5, 17}, {1}}, {{3, 5, 17}, {17}},
       {{3, 5, 17}, {5, 17}}, {{3, 5, 17}, {1, 1, 17}}, {{17}, {3, 5, 17}}, {{3, 1, 17}, {3, 5, 1}},
-      {{2, 3, 4, 5}, {3, 1, 1}}, {{1, 1}, {4097, 33}}, {{40000}, {40000}}, {{0, 3}, {3}}};
+      {{2, 3, 4, 5}, {3, 1, 1}}, {{1, 1}, {4097, 33}}, {{40000}, {40000}}, {{0, 3}, {3}},
+      {{5, 20011}, {20011}}, {{100003}, {}}};  // the last ones split over up to 3 threads
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> u(-4, 4);
   auto fill = [&](Tensor& t) {
@@ -168,8 +170,10 @@ TEST(FastElementwise, BitIdenticalToReference) {
     const float special[] = {NAN, INFINITY, -INFINITY, -0.0f, 0.0f};
     for (int64_t i = 0; i < std::min<int64_t>(t.numel(), 5); ++i) t.data<float>()[(i * 7919) % t.numel()] = special[i];
   };
+  for (int threads : {1, 2, 3})
   for (const std::string op : {"Add", "Sub", "Mul", "Div"})
     for (const auto& [sa, sb] : shapes) {
+      set_num_threads(threads);
       ir::Model m;
       m.opsets[""] = 14;
       auto& g = m.graph;
@@ -190,8 +194,9 @@ TEST(FastElementwise, BitIdenticalToReference) {
       cpu::Executor ref(m, ro);
       auto y1 = fast.run({{"a", a}, {"b", b}}).at("y");
       auto y2 = ref.run({{"a", a}, {"b", b}}).at("y");
-      EXPECT_TRUE(same_values(y1, y2)) << op << " " << shape_str(sa) << " " << shape_str(sb);
+      EXPECT_TRUE(same_values(y1, y2)) << op << " " << shape_str(sa) << " " << shape_str(sb) << " threads " << threads;
     }
+  set_num_threads(1);
 }
 
 TEST(FastElementwise, ClipMatchesReference) {

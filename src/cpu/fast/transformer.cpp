@@ -25,6 +25,7 @@
 #include <cstring>
 
 #include "core/parallel.h"
+#include "core/target_clones.h"
 #include "cpu/fast/fast.h"
 #include "cpu/fast/fuse.h"
 #include "cpu/kernel.h"
@@ -500,7 +501,7 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t n) {
 }
 
 // LayerNorm of rows of length n: (x - mean) / sqrt(var + eps) * g + b, g/b of length n or 1 (or null).
-__attribute__((target_clones("avx512f", "avx2", "default")))
+OPENNPU_TARGET_CLONES
 void layernorm_rows(const float* x, float* y, int64_t rows, int64_t n, float eps, const float* g, int64_t gn,
                     const float* b, int64_t bn) {
   for (int64_t r = 0; r < rows; ++r) {

@@ -15,6 +15,7 @@
 #include "core/half.h"
 #include "core/parallel.h"
 #include "core/quant.h"
+#include "core/target_clones.h"
 #include "npu/sim/lut.h"
 #include "npu/sim/simulator.h"
 
@@ -51,7 +52,7 @@ std::vector<int64_t> bstrides(const Shape& in, const Shape& out) {
 // acc[mt x nt] += A[mt x kt] * B[kt x nt], k ascending per output; a multiply then an add (no
 // FMA), so every element sees exactly the engine's rounding sequence. Compiled for several ISAs
 // and picked at run time; the arithmetic is identical on all of them.
-__attribute__((target_clones("avx512f", "avx2", "default")))
+OPENNPU_TARGET_CLONES
 void mac_tile(const float* A, int64_t lda, const float* B, int64_t ldb, float* acc, int64_t mt, int64_t kt,
               int64_t nt, bool acc16) {
   for (int64_t i = 0; i < mt; ++i) {
@@ -71,7 +72,7 @@ void mac_tile(const float* A, int64_t lda, const float* B, int64_t ldb, float* a
 // INT8 MAC array: acc[mt x nt] += A[mt x kt] * B[kt x nt] on integers (x - x_zp, w - w_zp), in
 // 32 bits wrapping modulo 2^32 like a hardware int32 accumulator. Integer addition is
 // associative, so neither the k tiling nor the order changes a bit.
-__attribute__((target_clones("avx512f", "avx2", "default")))
+OPENNPU_TARGET_CLONES
 void mac_tile_i32(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, uint32_t* acc, int64_t mt, int64_t kt,
                   int64_t nt) {
   for (int64_t i = 0; i < mt; ++i) {
