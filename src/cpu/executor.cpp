@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <unordered_set>
 
@@ -12,10 +13,29 @@
 
 namespace opennpu::cpu {
 
+// The values of one running graph, for name lookups from its subgraphs (and its wanted outputs).
+struct GraphFrame {
+  const Executor::GraphPlan* plan;
+  const std::vector<Tensor>* slots;
+  const std::vector<const Tensor*>* ext;
+  const Tensor* find(const std::string& n) const {
+    if (auto it = plan->slot_of.find(n); it != plan->slot_of.end()) {
+      const Tensor& t = (*slots)[static_cast<size_t>(it->second)];
+      if (!t.empty_value()) return &t;
+    }
+    if (auto it = plan->ext_of.find(n); it != plan->ext_of.end()) return (*ext)[static_cast<size_t>(it->second)];
+    return nullptr;
+  }
+};
+
 const Tensor* Scope::find(const std::string& n) const {
   for (const Scope* s = this; s; s = s->parent) {
-    auto it = s->values.find(n);
-    if (it != s->values.end()) return &it->second;
+    if (!s->values.empty()) {
+      auto it = s->values.find(n);
+      if (it != s->values.end()) return &it->second;
+    }
+    if (s->frame)
+      if (const Tensor* t = s->frame->find(n)) return t;
   }
   return nullptr;
 }
@@ -57,35 +77,89 @@ Executor::Executor(const ir::Model& model, RunOptions opts)
     model_ = owned_.get();
   }
   collect_kernels(*model_, model_->graph, kernels_, nullptr);
-  plan_graph(model_->graph);
   if (opts_.fast) prepare_fast(model_->graph);
+  plan_graph(model_->graph);
 }
 
 void Executor::plan_graph(const ir::Graph& g) {
   GraphPlan& p = plans_[&g];
-  std::unordered_map<std::string, int> produced_at;
+  for (const auto& o : g.outputs) p.outputs.push_back(o.name);
+  // Slots: every value a node produces (topo_sort guarantees one producer per name).
+  for (const auto& n : g.nodes)
+    for (const auto& o : n.outputs)
+      if (!o.empty() && !p.slot_of.count(o)) p.slot_of.emplace(o, static_cast<int>(p.slot_of.size()));
+  auto ext_index = [&](const std::string& v) {
+    auto [it, fresh] = p.ext_of.emplace(v, static_cast<int>(p.ext_names.size()));
+    if (fresh) {
+      p.ext_names.push_back(v);
+      auto ini = g.initializers.find(v);
+      p.ext_init.push_back(ini == g.initializers.end() ? nullptr : &ini->second);
+      if (ini == g.initializers.end()) p.ext_lookup.push_back(it->second);
+    }
+    return it->second;
+  };
+  // Every initializer is visible by name (a graph output, a subgraph's outer read).
+  for (const auto& [name, _] : g.initializers)
+    if (!p.slot_of.count(name)) ext_index(name);
+  p.is_output_slot.assign(p.slot_of.size(), false);
+  for (const auto& o : g.outputs)
+    if (auto it = p.slot_of.find(o.name); it != p.slot_of.end()) p.is_output_slot[static_cast<size_t>(it->second)] = true;
+
+  std::vector<std::vector<std::string>> reads(g.nodes.size());
+  std::unordered_map<std::string, int> readers, last_reader;
   for (size_t ni = 0; ni < g.nodes.size(); ++ni) {
-    const auto& n = g.nodes[ni];
-    p.reads.push_back(ir::node_reads(n));
-    for (const auto& r : p.reads.back()) p.readers[r]++;
-    for (const auto& o : n.outputs) if (!o.empty()) produced_at[o] = static_cast<int>(ni);
-    for_each_subgraph(n, [&](const ir::Graph& sg) { plan_graph(sg); });
+    reads[ni] = ir::node_reads(g.nodes[ni]);
+    for (const auto& r : reads[ni]) {
+      readers[r]++;
+      last_reader[r] = static_cast<int>(ni);
+      if (!p.slot_of.count(r)) ext_index(r);
+    }
   }
   std::unordered_map<std::string, int> seen;  // reads so far
+  p.steps.resize(g.nodes.size());
   for (size_t ni = 0; ni < g.nodes.size(); ++ni) {
     const auto& n = g.nodes[ni];
+    Step& st = p.steps[ni];
+    st.node = &n;
+    auto k = kernels_.find(&n);
+    if (k == kernels_.end() || !k->second) throw Error(n.where() + ": no kernel resolved");
+    st.kernel = k->second;
+    if (auto f = prepared_.find(&n); f != prepared_.end()) st.fast = f->second.get();
+    st.opset = model_->opset(n.domain == "ai.onnx" ? "" : n.domain);
     bool has_subgraph = false;
-    for_each_subgraph(n, [&](const ir::Graph&) { has_subgraph = true; });
-    std::vector<bool> reuse(n.inputs.size(), false);
-    for (const auto& r : p.reads[ni]) seen[r]++;
-    for (size_t i = 0; i < n.inputs.size() && !has_subgraph; ++i) {
+    for_each_subgraph(n, [&](const ir::Graph& sg) {
+      has_subgraph = true;
+      plan_graph(sg);
+    });
+    for (const auto& r : reads[ni]) seen[r]++;
+    st.may_reuse.assign(n.inputs.size(), false);
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
       const std::string& v = n.inputs[i];
-      if (v.empty() || !produced_at.count(v) || g.is_initializer(v)) continue;
-      bool is_output = false;
-      for (const auto& o : g.outputs) is_output |= o.name == v;
-      reuse[i] = !is_output && seen[v] == p.readers[v];  // no node after this one reads v
+      if (v.empty()) {
+        st.in.push_back(-1);
+        continue;
+      }
+      auto sl = p.slot_of.find(v);
+      if (sl == p.slot_of.end()) {
+        st.in.push_back(-(p.ext_of.at(v) + 2));
+        continue;
+      }
+      st.in.push_back(sl->second);
+      st.may_reuse[i] = !has_subgraph && !p.is_output_slot[static_cast<size_t>(sl->second)] && seen[v] == readers[v];
     }
-    p.may_reuse.push_back(std::move(reuse));
+    for (const auto& o : n.outputs) {
+      st.out.push_back(o.empty() ? -1 : p.slot_of.at(o));
+      // An output nobody reads (and not a graph output) is freed right after the node.
+      if (!o.empty() && !readers.count(o) && !p.is_output_slot[static_cast<size_t>(p.slot_of.at(o))])
+        st.free_after.push_back(p.slot_of.at(o));
+    }
+    for (const auto& r : reads[ni]) {
+      auto sl = p.slot_of.find(r);
+      if (sl == p.slot_of.end() || last_reader[r] != static_cast<int>(ni) || p.is_output_slot[static_cast<size_t>(sl->second)])
+        continue;
+      if (std::find(st.free_after.begin(), st.free_after.end(), sl->second) == st.free_after.end())
+        st.free_after.push_back(sl->second);
+    }
   }
 }
 
@@ -116,12 +190,6 @@ std::vector<std::string> Executor::unsupported_nodes(const ir::Model& model) {
   std::vector<std::string> problems;
   collect_kernels(model, model.graph, tmp, &problems);
   return problems;
-}
-
-const KernelDef* Executor::kernel_for(const ir::Node& n) const {
-  auto it = kernels_.find(&n);
-  if (it == kernels_.end() || !it->second) throw Error(n.where() + ": no kernel resolved");
-  return it->second;
 }
 
 void check_feeds(const ir::Graph& g, const std::map<std::string, Tensor>& feeds) {
@@ -175,14 +243,28 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
   auto pit = plans_.find(&g);
   if (pit == plans_.end()) throw Error(fmt::format("graph '{}' is not part of the model this executor prepared", g.name));
   const GraphPlan& plan = pit->second;
-  // Count readers so intermediate values are freed after their last use.
-  std::unordered_map<std::string, int> readers = plan.readers;
-  for (const auto& w : wanted) readers[w] += 1 << 20;  // keep the wanted values
 
+  // External values: the scope's own values override initializers (feeds), other names come
+  // from the enclosing scopes.
+  std::vector<const Tensor*> ext = plan.ext_init;
+  for (const auto& [name, t] : scope.values)
+    if (auto it = plan.ext_of.find(name); it != plan.ext_of.end()) ext[static_cast<size_t>(it->second)] = &t;
+  for (int e : plan.ext_lookup)
+    if (!ext[static_cast<size_t>(e)]) ext[static_cast<size_t>(e)] = scope.find(plan.ext_names[static_cast<size_t>(e)]);
+  std::vector<Tensor> slots(plan.slot_of.size());
+  GraphFrame frame{&plan, &slots, &ext};
   Scope local;
   local.parent = &scope;
-  for (const auto& [name, t] : g.initializers)
-    if (!scope.values.count(name)) local.values.emplace(name, t);  // feeds override initializers
+  local.frame = &frame;
+
+  // Values wanted besides the graph outputs are kept (not freed, not overwritten).
+  std::vector<bool> keep;
+  if (wanted != plan.outputs) {
+    keep = plan.is_output_slot;
+    for (const auto& w : wanted)
+      if (auto it = plan.slot_of.find(w); it != plan.slot_of.end()) keep[static_cast<size_t>(it->second)] = true;
+  }
+  const std::vector<bool>& kept = keep.empty() ? plan.is_output_slot : keep;
 
   SubgraphRunner runner = [&](const ir::Graph& sg, const std::vector<Tensor>& ins) {
     Scope sub;
@@ -190,50 +272,55 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
     if (ins.size() > sg.inputs.size())
       throw Error(fmt::format("subgraph '{}' takes {} inputs, got {}", sg.name, sg.inputs.size(), ins.size()));
     for (size_t i = 0; i < ins.size(); ++i) sub.values[sg.inputs[i].name] = ins[i];
+    const auto sp = plans_.find(&resolve(sg));
+    if (sp != plans_.end()) return run_graph(sg, sub, sp->second.outputs);
     std::vector<std::string> outs;
     for (const auto& o : sg.outputs) outs.push_back(o.name);
     return run_graph(sg, sub, outs);
   };
 
-  for (size_t ni = 0; ni < g.nodes.size(); ++ni) {
-    const ir::Node& n = g.nodes[ni];
-    std::vector<const Tensor*> ins(n.inputs.size(), nullptr);
-    for (size_t i = 0; i < n.inputs.size(); ++i) {
-      if (n.inputs[i].empty()) continue;
-      ins[i] = local.find(n.inputs[i]);
+  for (const Step& st : plan.steps) {
+    const ir::Node& n = *st.node;
+    std::vector<const Tensor*> ins(st.in.size(), nullptr);
+    std::vector<bool> reusable(st.in.size(), false);
+    for (size_t i = 0; i < st.in.size(); ++i) {
+      const int x = st.in[i];
+      if (x == -1) continue;
+      if (x >= 0) {
+        const Tensor& t = slots[static_cast<size_t>(x)];
+        ins[i] = t.empty_value() ? local.find(n.inputs[i]) : &t;
+        // In place: this node reads the value for the last time, it is not kept, and nothing
+        // else shares its buffer.
+        reusable[i] = ins[i] == &t && st.may_reuse[i] && !kept[static_cast<size_t>(x)] && t.buffer_use_count() == 1;
+      } else {
+        ins[i] = ext[static_cast<size_t>(-x - 2)];
+      }
       if (!ins[i]) throw Error(fmt::format("{}: input '{}' has no value", n.where(), n.inputs[i]));
     }
-    const KernelDef* k = kernel_for(n);
-    int64_t opset = model_->opset(n.domain == "ai.onnx" ? "" : n.domain);
-    // In place: an input this node reads for the last time, produced in this graph (not a feed,
-    // an outer value or an initializer), not a graph output, sharing its buffer with nothing.
-    std::vector<bool> reusable(ins.size(), false);
-    for (size_t i = 0; i < ins.size(); ++i) {
-      if (!ins[i] || !plan.may_reuse[ni][i] || readers[n.inputs[i]] >= (1 << 20)) continue;
-      auto lv = local.values.find(n.inputs[i]);
-      reusable[i] = lv != local.values.end() && &lv->second == ins[i] && ins[i]->buffer_use_count() == 1;
-    }
-    KernelContext ctx(n, std::move(ins), opset, runner);
+    KernelContext ctx(n, std::move(ins), st.opset, runner);
     ctx.set_max_loop_iterations(opts_.max_loop_iterations);
     ctx.set_pool(pool_.get());
     ctx.set_reusable(std::move(reusable));
-    auto t0 = std::chrono::steady_clock::now();
-    if (auto pk = prepared_.find(&n); pk != prepared_.end()) pk->second->run(ctx);
-    else k->fn(ctx);
-    if (opts_.on_node && top)
+    if (opts_.on_node && top) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (st.fast) st.fast->run(ctx);
+      else st.kernel->fn(ctx);
       opts_.on_node(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    for (size_t i = 0; i < n.outputs.size(); ++i) {
-      if (n.outputs[i].empty()) continue;
+    } else {
+      if (st.fast) st.fast->run(ctx);
+      else st.kernel->fn(ctx);
+    }
+    for (size_t i = 0; i < st.out.size(); ++i) {
+      if (st.out[i] < 0) continue;
       if (ctx.outputs()[i].empty_value()) throw Error(fmt::format("{}: kernel did not produce output {}", n.where(), i));
       if (opts_.on_value && top) opts_.on_value(n.outputs[i], ctx.outputs()[i]);
-      local.values[n.outputs[i]] = std::move(ctx.outputs()[i]);
+      slots[static_cast<size_t>(st.out[i])] = std::move(ctx.outputs()[i]);
     }
-    for (const auto& r : plan.reads[ni]) {
-      auto it = readers.find(r);
-      if (it != readers.end() && --it->second == 0) local.values.erase(r);
-    }
+    for (int sl : st.free_after)
+      if (!kept[static_cast<size_t>(sl)]) slots[static_cast<size_t>(sl)] = Tensor();
   }
   std::vector<Tensor> result;
+  result.reserve(wanted.size());
   for (const auto& w : wanted) {
     const Tensor* t = local.find(w);
     if (!t) throw Error(fmt::format("graph '{}': output '{}' was not computed", g.name, w));

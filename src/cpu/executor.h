@@ -17,9 +17,15 @@
 
 namespace opennpu::cpu {
 
+struct GraphFrame;
+
+// Named values visible to a graph: its own `values` (feeds, subgraph inputs), the values of a
+// running graph (`frame`, set by the executor: what that graph's nodes produced so far and what
+// it reads from outside), then the enclosing scopes.
 struct Scope {
   const Scope* parent = nullptr;
   std::unordered_map<std::string, Tensor> values;
+  const GraphFrame* frame = nullptr;
   const Tensor* find(const std::string& n) const;
 };
 
@@ -63,16 +69,34 @@ class Executor {
   const BufferPool& pool() const { return *pool_; }
 
  private:
-  const KernelDef* kernel_for(const ir::Node& n) const;
   const ir::Graph& resolve(const ir::Graph& g) const { return &g == orig_graph_ ? model_->graph : g; }
   void prepare_fast(const ir::Graph& g);
-  // Per graph, computed once: what each node reads, how many reads each value has, and which
-  // inputs a node may overwrite (its last reader, produced by a node of this graph, not a graph
-  // output, no subgraph on the node). The run adds the dynamic check (buffer not shared).
+  friend struct GraphFrame;
+  // Per graph, computed once, so a run does no name lookups: every value a node of the graph
+  // produces has a slot (an index into the run's vector of tensors), every other name the graph
+  // reads (graph inputs, initializers, values of enclosing graphs) an external index resolved
+  // once per run. Per node: its kernel, input and output indices, which inputs it may overwrite
+  // (its last reader, produced by a node of this graph, not a graph output, no subgraph on the
+  // node; the run adds the dynamic check that the buffer is not shared) and the slots to free
+  // after it (values it reads for the last time, outputs nobody reads).
+  struct Step {
+    const ir::Node* node = nullptr;
+    const KernelDef* kernel = nullptr;
+    const PreparedKernel* fast = nullptr;
+    int64_t opset = 0;
+    std::vector<int> in;   // slot >= 0, external e as -(e + 2), -1 = omitted input
+    std::vector<int> out;  // slot, -1 = omitted output
+    std::vector<bool> may_reuse;
+    std::vector<int> free_after;
+  };
   struct GraphPlan {
-    std::vector<std::vector<std::string>> reads;
-    std::unordered_map<std::string, int> readers;
-    std::vector<std::vector<bool>> may_reuse;
+    std::vector<Step> steps;
+    std::unordered_map<std::string, int> slot_of, ext_of;
+    std::vector<std::string> ext_names;
+    std::vector<const Tensor*> ext_init;  // the graph's initializer for an external name, or null
+    std::vector<int> ext_lookup;          // externals that are not initializers (looked up per run)
+    std::vector<std::string> outputs;     // the graph's output names (the usual `wanted`)
+    std::vector<bool> is_output_slot;
   };
   void plan_graph(const ir::Graph& g);
   std::unordered_map<const ir::Graph*, GraphPlan> plans_;
