@@ -502,6 +502,21 @@ TEST(FastLayoutTranspose, MatchesReferenceAndDeclinesOtherPerms) {
         KernelContext fc(node, {&x}, 17, nullptr);
         k->run(fc);
         EXPECT_EQ(rel_err(fc.outputs()[0], rc.outputs()[0]), 0.0) << shape_str(s) << ", " << threads << " threads";
+        // The int8 CPU path's uint8 / int8 tensors (the same reorder on bytes).
+        for (DType dt : {DType::UInt8, DType::Int8}) {
+          Tensor q(dt, s);
+          auto* qb = static_cast<uint8_t*>(q.raw());
+          for (int64_t i = 0; i < q.numel(); ++i) qb[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+          KernelContext rq(node, {&q}, 17, nullptr);
+          registry().find("", "Transpose", 17)->fn(rq);
+          KernelContext fq(node, {&q}, 17, nullptr);
+          k->run(fq);
+          const Tensor &a = fq.outputs()[0], &b = rq.outputs()[0];
+          ASSERT_EQ(a.dtype(), dt);
+          ASSERT_EQ(a.shape(), b.shape());
+          EXPECT_EQ(std::memcmp(a.raw(), b.raw(), static_cast<size_t>(a.numel())), 0)
+              << dtype_name(dt) << " " << shape_str(s) << ", " << threads << " threads";
+        }
       }
     }
     set_num_threads(0);

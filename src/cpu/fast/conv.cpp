@@ -45,6 +45,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <tuple>
 
 #include "core/parallel.h"
 #include "cpu/fast/conv.h"
@@ -492,17 +493,20 @@ class FastLayoutTranspose final : public PreparedKernel {
 
   void run(KernelContext& ctx) const override {
     const Tensor& x = ctx.input(0);
-    if (x.dtype() != DType::Float32 || x.rank() != 4 || x.numel() == 0) return ref_(ctx);
+    // float32, and the int8 CPU path's uint8/int8 tensors (cpu/fast/quant.cpp's layout pass).
+    const DType dt = x.dtype();
+    const bool f32 = dt == DType::Float32;
+    if ((!f32 && dt != DType::UInt8 && dt != DType::Int8) || x.rank() != 4 || x.numel() == 0) return ref_(ctx);
     const Shape& s = x.shape();
     const int threads = in_parallel_region() ? 1 : num_threads();
     std::shared_ptr<const Plan> p;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      auto& slot = cache_[{s, threads}];
+      auto& slot = cache_[{s, threads, dt}];
       if (!slot) {
         auto np = std::make_shared<Plan>();
         try {
-          build(s, threads, *np);
+          build(s, threads, f32 ? ddt::f32 : dt == DType::UInt8 ? ddt::u8 : ddt::s8, *np);
         } catch (const dnnl::error&) {
           np->chunks.clear();
         }
@@ -512,15 +516,16 @@ class FastLayoutTranspose final : public PreparedKernel {
     }
     if (p->chunks.empty()) return ref_(ctx);
     const Shape ys = to_nhwc_ ? Shape{s[0], s[2], s[3], s[1]} : Shape{s[0], s[3], s[1], s[2]};
-    Tensor& y = ctx.alloc_output(0, DType::Float32, ys, KernelContext::Init::Uninit);
-    const float* xp = x.data<float>();
-    float* yp = y.data<float>();
+    Tensor& y = ctx.alloc_output(0, dt, ys, KernelContext::Init::Uninit);
+    const int64_t es = f32 ? 4 : 1;  // element size
+    const char* xp = static_cast<const char*>(x.raw());
+    char* yp = static_cast<char*>(y.raw());
     const int64_t nc = static_cast<int64_t>(p->chunks.size()), image = x.numel() / s[0];
     auto exec = [&](int64_t i) {
       const Chunk& c = p->chunks[static_cast<size_t>(i % nc)];
       const int64_t n = i / nc;
-      memory src(c.src, engine(), const_cast<float*>(xp + n * image + c.src_off));
-      memory dst(c.dst, engine(), yp + n * image + c.dst_off);
+      memory src(c.src, engine(), const_cast<char*>(xp + (n * image + c.src_off) * es));
+      memory dst(c.dst, engine(), yp + (n * image + c.dst_off) * es);
       ThreadState& ts = thread_state();
       omp_set_num_threads(1);
       c.prim.execute(ts.stream, src, dst);
@@ -543,7 +548,7 @@ class FastLayoutTranspose final : public PreparedKernel {
   // Below this many elements per image one chunk (a few microseconds of copying).
   static constexpr int64_t kMinParallelElems = 1 << 14;
 
-  void build(const Shape& s, int threads, Plan& p) const {
+  void build(const Shape& s, int threads, ddt et, Plan& p) const {
     // Logical NCHW dims of one image; rows (H) split into chunks.
     const int64_t C = to_nhwc_ ? s[1] : s[3], H = to_nhwc_ ? s[2] : s[1], W = to_nhwc_ ? s[3] : s[2];
     const int64_t T = C * H * W >= kMinParallelElems ? std::min<int64_t>(threads, H) : 1;
@@ -552,7 +557,7 @@ class FastLayoutTranspose final : public PreparedKernel {
       if (h == 0) continue;
       const dims d{1, C, h, W};
       // The chunk's rows inside the whole image: NCHW strides of the full image, NHWC dense.
-      memory::desc nchw(d, ddt::f32, dims{C * H * W, H * W, W, 1}), nhwc(d, ddt::f32, tag::nhwc);
+      memory::desc nchw(d, et, dims{C * H * W, H * W, W, 1}), nhwc(d, et, tag::nhwc);
       Chunk c;
       c.src = to_nhwc_ ? nchw : nhwc;
       c.dst = to_nhwc_ ? nhwc : nchw;
@@ -567,7 +572,7 @@ class FastLayoutTranspose final : public PreparedKernel {
   bool to_nhwc_;
   KernelFn ref_;
   mutable std::mutex mu_;
-  mutable std::map<std::pair<Shape, int>, std::shared_ptr<const Plan>> cache_;
+  mutable std::map<std::tuple<Shape, int, DType>, std::shared_ptr<const Plan>> cache_;
 };
 
 }  // namespace
