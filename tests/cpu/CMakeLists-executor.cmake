@@ -1,3 +1,6 @@
 add_executable(test_executor_memory cpu/test_executor_memory.cpp)
 target_link_libraries(test_executor_memory PRIVATE opennpu_cpu GTest::gtest_main)
 add_test(NAME executor_memory COMMAND test_executor_memory)
+add_executable(test_executor_plan cpu/test_executor_plan.cpp)
+target_link_libraries(test_executor_plan PRIVATE opennpu_cpu GTest::gtest_main)
+add_test(NAME executor_plan COMMAND test_executor_plan)
