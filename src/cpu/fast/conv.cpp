@@ -69,31 +69,8 @@ using onednn::ThreadState;
 // microseconds, about what handing it to another thread costs.
 constexpr double kMinParallelFlops = 1e5;
 
-bool is_reference_impl(const char* impl) { return impl && std::strncmp(impl, "ref", 3) == 0; }
 
-// Begin/end padding and output extent of one spatial dim, as ONNX Conv/pooling define them.
-bool spatial(const std::string& auto_pad, int64_t in, int64_t k, int64_t s, int64_t d, int64_t& pb, int64_t& pe,
-             int64_t& out) {
-  const int64_t ek = (k - 1) * d + 1;
-  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-    out = (in + s - 1) / s;
-    const int64_t total = std::max<int64_t>(0, (out - 1) * s + ek - in);
-    const int64_t small = total / 2, big = total - small;
-    pb = auto_pad == "SAME_UPPER" ? small : big;
-    pe = total - pb;
-  } else {
-    if (auto_pad == "VALID") pb = pe = 0;
-    else if (auto_pad != "NOTSET") return false;
-    if (in + pb + pe < ek) return false;
-    out = (in + pb + pe - ek) / s + 1;
-  }
-  return out >= 1;
-}
 
-const KernelDef* reference_of(const PrepareContext& pc) {
-  const ir::Node& n = pc.node();
-  return registry().find(n.domain == "ai.onnx" ? "" : n.domain, n.op_type, pc.opset());
-}
 
 // ---------------------------------------------------------------------------------------------
 // FusedConv

@@ -85,10 +85,6 @@ void split_ranges(int64_t n, int64_t min_chunk, const std::function<void(int64_t
   parallel_tasks(T, [&](int64_t i) { fn(n * i / T, n * (i + 1) / T); });
 }
 
-const KernelDef* reference_of(const PrepareContext& pc) {
-  const ir::Node& n = pc.node();
-  return registry().find(n.domain == "ai.onnx" ? "" : n.domain, n.op_type, pc.opset());
-}
 
 // Output buffer: a dying input of the same shape if allowed, else a fresh uninitialised one.
 Tensor& output_like(KernelContext& ctx, const Tensor& like, std::initializer_list<size_t> candidates) {

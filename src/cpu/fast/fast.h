@@ -95,6 +95,18 @@ class FastRegistry {
 
 const FastRegistry& fast_registry();
 
+// Helpers shared by the fast-kernel files.
+// The reference kernel of pc's node (what a fast kernel falls back to), or null.
+const KernelDef* reference_of(const PrepareContext& pc);
+// True for oneDNN's names of its reference implementations ("ref:any", ...): far slower than
+// opennpu's own reference kernels' callers expect, so fast kernels decline them.
+bool is_reference_impl(const char* impl);
+// Begin/end padding and output extent of one spatial dim (input in, kernel k, stride s, dilation
+// d), as ONNX Conv and pooling define them for auto_pad NOTSET (pb/pe given), VALID, SAME_UPPER and
+// SAME_LOWER. False for another auto_pad or when no output position fits.
+bool spatial(const std::string& auto_pad, int64_t in, int64_t k, int64_t s, int64_t d, int64_t& pb, int64_t& pe,
+             int64_t& out);
+
 // One registration function per fast-kernel file (see fast.cpp for the list).
 void register_fast_conv(FastRegistry& r);
 void register_fast_matmul(FastRegistry& r);

@@ -183,12 +183,7 @@ ddt q8_ddt(DType t) { return t == DType::UInt8 ? ddt::u8 : ddt::s8; }
 int32_t q_at(const Tensor& t, int64_t i) {
   return t.dtype() == DType::UInt8 ? int32_t{t.data<uint8_t>()[i]} : int32_t{t.data<int8_t>()[i]};
 }
-bool is_reference_impl(const char* impl) { return impl && std::strncmp(impl, "ref", 3) == 0; }
 
-const KernelDef* reference_of(const PrepareContext& pc) {
-  const ir::Node& n = pc.node();
-  return registry().find(n.domain == "ai.onnx" ? "" : n.domain, n.op_type, pc.opset());
-}
 
 // A constant float32 scale with 1 or n elements (n = 0: must be a scalar), finite and non-zero.
 bool const_scales(const Tensor* t, int64_t n, std::vector<float>& out) {
@@ -221,23 +216,6 @@ std::string no_vnni_reason() {
   return "needs AVX-512 VNNI (without it oneDNN's int8 kernels saturate int16 intermediates: not bit-exact)";
 }
 
-bool spatial(const std::string& auto_pad, int64_t in, int64_t k, int64_t s, int64_t d, int64_t& pb, int64_t& pe,
-             int64_t& out) {
-  const int64_t ek = (k - 1) * d + 1;
-  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-    out = (in + s - 1) / s;
-    const int64_t total = std::max<int64_t>(0, (out - 1) * s + ek - in);
-    const int64_t small = total / 2, big = total - small;
-    pb = auto_pad == "SAME_UPPER" ? small : big;
-    pe = total - pb;
-  } else {
-    if (auto_pad == "VALID") pb = pe = 0;
-    else if (auto_pad != "NOTSET") return false;
-    if (in + pb + pe < ek) return false;
-    out = (in + pb + pe - ek) / s + 1;
-  }
-  return out >= 1;
-}
 
 void run_prim(const dnnl::primitive& p, std::unordered_map<int, memory>& args, const memory::desc& sd, size_t scratch) {
   ThreadState& ts = thread_state();
