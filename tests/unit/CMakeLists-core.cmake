@@ -35,4 +35,4 @@ set_tests_properties(model_small_cnn_vs_ort PROPERTIES LABELS models SKIP_RETURN
 # Bad inputs: generated at test time into a temp dir; every case must fail cleanly with exit 1.
 add_test(NAME badinput
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/badinput/run_cases.py $<TARGET_FILE:opennpu>)
-set_tests_properties(badinput PROPERTIES LABELS badinput TIMEOUT 1200)
+set_tests_properties(badinput PROPERTIES LABELS badinput TIMEOUT 600)
