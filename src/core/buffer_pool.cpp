@@ -10,7 +10,8 @@ void raw_free(std::byte* p) { ::operator delete[](p, std::align_val_t{64}); }
 }  // namespace
 
 BufferPool::~BufferPool() {
-  for (auto& [cap, p] : free_) raw_free(p);
+  for (auto& [cap, list] : free_)
+    for (std::byte* p : list) raw_free(p);
 }
 
 std::shared_ptr<std::byte[]> BufferPool::get(size_t bytes) {
@@ -20,15 +21,15 @@ std::shared_ptr<std::byte[]> BufferPool::get(size_t bytes) {
   size_t cap = want;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    auto it = free_.lower_bound(want);
-    if (it != free_.end() && it->first <= 2 * want) {
+    for (auto it = free_.lower_bound(want); it != free_.end() && it->first <= 2 * want; ++it) {
+      if (it->second.empty()) continue;
       cap = it->first;
-      p = it->second;
+      p = it->second.back();
+      it->second.pop_back();
       idle_bytes_ -= cap;
-      free_.erase(it);
-    } else {
-      ++allocations_;
+      break;
     }
+    if (!p) ++allocations_;
   }
   if (!p) p = raw_alloc(cap);
   std::weak_ptr<BufferPool> home = weak_from_this();
@@ -40,13 +41,14 @@ std::shared_ptr<std::byte[]> BufferPool::get(size_t bytes) {
 
 void BufferPool::put(std::byte* p, size_t cap) {
   std::lock_guard<std::mutex> lk(mu_);
-  free_.emplace(cap, p);
+  free_[cap].push_back(p);
   idle_bytes_ += cap;
 }
 
 void BufferPool::trim() {
   std::lock_guard<std::mutex> lk(mu_);
-  for (auto& [cap, p] : free_) raw_free(p);
+  for (auto& [cap, list] : free_)
+    for (std::byte* p : list) raw_free(p);
   free_.clear();
   idle_bytes_ = 0;
 }

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 namespace opennpu {
 
@@ -31,7 +32,9 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   BufferPool() = default;
   void put(std::byte* p, size_t cap);
   mutable std::mutex mu_;
-  std::multimap<size_t, std::byte*> free_;  // capacity -> buffer
+  // capacity -> idle buffers of that capacity (the lists keep their storage, so recycling in the
+  // steady state allocates nothing here)
+  std::map<size_t, std::vector<std::byte*>> free_;
   uint64_t allocations_ = 0;
   uint64_t idle_bytes_ = 0;
 };

@@ -279,10 +279,14 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
     return run_graph(sg, sub, outs);
   };
 
+  // Per-node vectors, handed to each KernelContext and taken back (no allocation per node).
+  std::vector<const Tensor*> ins;
+  std::vector<Tensor> outs;
+  std::vector<bool> reusable;
   for (const Step& st : plan.steps) {
     const ir::Node& n = *st.node;
-    std::vector<const Tensor*> ins(st.in.size(), nullptr);
-    std::vector<bool> reusable(st.in.size(), false);
+    ins.assign(st.in.size(), nullptr);
+    reusable.assign(st.in.size(), false);
     for (size_t i = 0; i < st.in.size(); ++i) {
       const int x = st.in[i];
       if (x == -1) continue;
@@ -297,10 +301,9 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
       }
       if (!ins[i]) throw Error(fmt::format("{}: input '{}' has no value", n.where(), n.inputs[i]));
     }
-    KernelContext ctx(n, std::move(ins), st.opset, runner);
+    KernelContext ctx(n, std::move(ins), std::move(outs), std::move(reusable), st.opset, runner);
     ctx.set_max_loop_iterations(opts_.max_loop_iterations);
     ctx.set_pool(pool_.get());
-    ctx.set_reusable(std::move(reusable));
     if (opts_.on_node && top) {
       auto t0 = std::chrono::steady_clock::now();
       if (st.fast) st.fast->run(ctx);
@@ -316,6 +319,7 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
       if (opts_.on_value && top) opts_.on_value(n.outputs[i], ctx.outputs()[i]);
       slots[static_cast<size_t>(st.out[i])] = std::move(ctx.outputs()[i]);
     }
+    ctx.release(ins, outs, reusable);
     for (int sl : st.free_after)
       if (!kept[static_cast<size_t>(sl)]) slots[static_cast<size_t>(sl)] = Tensor();
   }

@@ -31,6 +31,20 @@ class KernelContext {
  public:
   KernelContext(const ir::Node& node, std::vector<const Tensor*> inputs, int64_t opset, SubgraphRunner run)
       : node_(node), inputs_(std::move(inputs)), outputs_(node.outputs.size()), opset_(opset), run_(std::move(run)) {}
+  // The executor's per-node path: `outputs` (cleared and resized here) and `reusable` are buffers
+  // it hands in and takes back with release(), so running a node allocates no vectors.
+  KernelContext(const ir::Node& node, std::vector<const Tensor*>&& inputs, std::vector<Tensor>&& outputs,
+                std::vector<bool>&& reusable, int64_t opset, SubgraphRunner run)
+      : node_(node), inputs_(std::move(inputs)), outputs_(std::move(outputs)), opset_(opset), run_(std::move(run)),
+        reusable_(std::move(reusable)) {
+    outputs_.clear();
+    outputs_.resize(node.outputs.size());
+  }
+  void release(std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs, std::vector<bool>& reusable) {
+    inputs = std::move(inputs_);
+    outputs = std::move(outputs_);
+    reusable = std::move(reusable_);
+  }
 
   const ir::Node& node() const { return node_; }
   int64_t opset() const { return opset_; }
