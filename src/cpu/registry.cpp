@@ -5,6 +5,7 @@
 #include "cpu/fast/conv.h"  // register_conv_fused
 
 #include <cstring>
+#include <limits>
 
 #include "core/buffer_pool.h"
 
@@ -21,7 +22,13 @@ Tensor& KernelContext::alloc_output(size_t i, DType dtype, Shape shape, Init ini
     outputs_[i] = Tensor(dtype, std::move(shape));  // zeroed
     return outputs_[i];
   }
-  const int64_t n = checked_numel(shape, node_.where());
+  int64_t n = 1;
+  bool plain = true;  // no negative dim, no int64 overflow (else checked_numel throws, naming the node)
+  for (int64_t d : shape) {
+    if (d < 0 || (d != 0 && n > std::numeric_limits<int64_t>::max() / d)) plain = false;
+    else n *= d;
+  }
+  if (!plain) n = checked_numel(shape, node_.where());
   const size_t es = dtype_size(dtype);
   if (es != 0 && static_cast<uint64_t>(n) > max_tensor_bytes() / es)
     fail("output {} of shape {} exceeds the memory limit of {} bytes (--max-memory)", i, shape_str(shape), max_tensor_bytes());
