@@ -243,6 +243,14 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
   auto pit = plans_.find(&g);
   if (pit == plans_.end()) throw Error(fmt::format("graph '{}' is not part of the model this executor prepared", g.name));
   const GraphPlan& plan = pit->second;
+  if (top) {
+    // OpenMP's thread count is per calling thread and starts at the number of cores. oneDNN bakes
+    // it into some primitives when they are created (reorders), and fast kernels create theirs at
+    // the first run of a shape: set it to this run's share first, so no primitive is built for more
+    // threads than set_num_threads() allows (a 1-thread run otherwise started an OpenMP worker that
+    // spun after every such region, taking a second core).
+    omp_set_num_threads(in_parallel_region() ? 1 : num_threads());
+  }
 
   // External values: the scope's own values override initializers (feeds), other names come
   // from the enclosing scopes.
@@ -335,12 +343,6 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
 
 std::map<std::string, Tensor> Executor::run(const std::map<std::string, Tensor>& feeds) const {
   check_feeds(model_->graph, feeds);
-  // OpenMP's thread count is per calling thread and starts at the number of cores. oneDNN bakes
-  // it into some primitives when they are created (reorders), and fast kernels create theirs at
-  // the first run of a shape: set it to this run's share first, so no primitive is built for more
-  // threads than set_num_threads() allows (a 1-thread run otherwise started an OpenMP worker that
-  // spun after every such region, taking a second core).
-  omp_set_num_threads(in_parallel_region() ? 1 : num_threads());
   Scope root;
   for (const auto& [k, v] : feeds) root.values.emplace(k, v);
   std::vector<std::string> wanted;

@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <memory>
 
+#include "core/parallel.h"
 #include "cpu/executor.h"
 #include "graph_builders.h"
 
@@ -202,4 +204,60 @@ TEST(ExecutorPlan, UnreadOutputsDoNotDisturbResults) {
     if (rep == 1) allocs = ex.pool().allocations();
     if (rep > 1) EXPECT_EQ(ex.pool().allocations(), allocs);
   }
+}
+
+namespace {
+int process_threads() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) n += e.is_directory() ? 1 : 0;
+  return n;
+}
+}  // namespace
+
+// At set_num_threads(1) a run computes on the calling thread only: no OpenMP worker may be
+// started (oneDNN primitives built at the first run used to take OpenMP's default, all cores,
+// and their workers then spun after every region; 3 input channels make oneDNN pick a reorder that
+// fixes its thread count when built). Needs a machine with 2+ cores to fail.
+TEST(ExecutorPlan, OneThreadRunStartsNoOtherThread) {
+  ir::Model m;
+  m.opsets[""] = 13;
+  auto& g = m.graph;
+  g.inputs.push_back(vi("x", {1, 3, 128, 128}));
+  g.outputs.push_back(vi("y", {1, 8, 128, 128}));
+  Tensor w1(DType::Float32, {8, 3, 1, 1}), w2(DType::Float32, {8, 1, 3, 3}), w3(DType::Float32, {8, 8, 1, 1});
+  for (Tensor* w : {&w1, &w2, &w3})
+    for (int64_t i = 0; i < w->numel(); ++i) w->data<float>()[i] = 0.01f * static_cast<float>(i % 13) - 0.05f;
+  g.initializers["w1"] = w1;
+  g.initializers["w2"] = w2;
+  g.initializers["w3"] = w3;
+  g.nodes.push_back(node("Conv", {"x", "w1"}, {"a"}));
+  g.nodes.push_back(node("Relu", {"a"}, {"b"}));
+  ir::Node dw = node("Conv", {"b", "w2"}, {"c"});
+  ir::Attribute grp;
+  grp.kind = ir::Attribute::Kind::Int;
+  grp.i = 8;
+  dw.attrs["group"] = grp;
+  ir::Attribute pads;
+  pads.kind = ir::Attribute::Kind::Ints;
+  pads.ints = {1, 1, 1, 1};
+  dw.attrs["pads"] = pads;
+  g.nodes.push_back(std::move(dw));
+  g.nodes.push_back(node("Relu", {"c"}, {"d"}));
+  g.nodes.push_back(node("Conv", {"d", "w3"}, {"e"}));
+  g.nodes.push_back(node("Add", {"e", "a"}, {"y"}));
+  Tensor x(DType::Float32, {1, 3, 128, 128});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = 0.001f * static_cast<float>(i % 101);
+  const int saved = num_threads();
+  set_num_threads(1);
+  const int before = process_threads();
+  cpu::Executor fast(m);
+  cpu::RunOptions ro;
+  ro.fast = false;
+  cpu::Executor ref(m, ro);
+  for (int rep = 0; rep < 3; ++rep) {
+    Tensor a = fast.run({{"x", x}}).at("y"), b = ref.run({{"x", x}}).at("y");
+    for (int64_t i = 0; i < a.numel(); ++i) ASSERT_NEAR(a.data<float>()[i], b.data<float>()[i], 1e-5f) << i;
+  }
+  EXPECT_EQ(process_threads(), before) << "a 1-thread run started another thread";
+  set_num_threads(saved);
 }
