@@ -40,6 +40,17 @@ def cases():
     # input type (SIGSEGV in libonnx) before the importer's own undefined-value check ran.
     yield "shape15_undefined_input", model(
         [helper.make_node("Shape", ["x"], ["y"], start=2)], [vi("=", [3, 4, 5])], [vi("y", [2], TensorProto.INT64)], 15)
+    # ConvInteger on a rank-2 input with a rank-4 weight: SIGSEGV in libonnx's
+    # convPoolShapeInference (it indexes spatial dims the input does not have). Found by fuzz_onnx
+    # in the CI-length 60 s run; shape inference now runs in a forked child, so whatever libonnx
+    # does on a malformed graph cannot take the process down.
+    yield "convinteger_rank2_input", model(
+        [helper.make_node("ConvInteger", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+        [vi("x", [3, 4], TensorProto.UINT8), vi("w", [1, 1, 2, 2], TensorProto.UINT8)], [vi("y", None, TensorProto.INT32)], 11)
+    # The same through an intermediate value (the input's rank is only known after inference).
+    yield "conv_rank2_after_relu", model(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Conv", ["r", "w"], ["y"])],
+        [vi("x", [3, 4]), vi("w", [1, 1, 2, 2])], [vi("y", None)], 11)
 
 
 def main():

@@ -1,8 +1,14 @@
 #include "onnx/importer.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
 
 #include <filesystem>
 #include <functional>
@@ -333,7 +339,11 @@ ir::Graph convert_graph(const Ctx& c, const onnx::GraphProto& gp, int depth) {
     std::string().swap(*const_cast<onnx::TensorProto&>(t).mutable_raw_data());
   }
   if (gp.sparse_initializer_size()) throw Error(fmt::format("{}: sparse initializers are not supported", c.what));
-  for (const auto& v : gp.input()) g.inputs.push_back(convert_value_info(c, v, depth == 0));
+  for (const auto& v : gp.input()) {
+    for (const auto& i : g.inputs)
+      if (i.name == v.name()) throw Error(fmt::format("{}: graph '{}' lists input '{}' twice", c.what, g.name, v.name()));
+    g.inputs.push_back(convert_value_info(c, v, depth == 0));
+  }
   for (const auto& v : gp.output()) {
     ir::ValueInfo vi;
     try {
@@ -422,6 +432,84 @@ bool safe_for_onnx_inference(const onnx::GraphProto& g, const std::map<std::stri
   return true;
 }
 
+// ONNX's shape inference, run in a forked child process. libonnx 1.12's inference functions
+// crash on malformed graphs that no check above foresees (fuzz_onnx found a ConvInteger on a
+// rank-2 input: SIGSEGV in convPoolShapeInference, after the Scan-9 and Shape-15 crashes the
+// checks above now exclude), and a model file must never crash the process. The child runs the
+// inference on its copy-on-write image of mp, drops the main graph's initializers (their bytes
+// are not needed back) and sends the inferred model through a pipe; the parent takes the
+// inferred graph and keeps its own initializers. A child that crashes, fails or takes longer
+// than 120 s leaves mp as it was: shape information is optional (kernels compute real shapes at
+// run time), and the importer's own validation still judges the model. Returns whether shapes
+// were inferred.
+bool infer_in_child(onnx::ModelProto& mp) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return false;
+  }
+  if (pid == 0) {  // child: no exceptions out, no exit handlers, no core file
+    close(fds[0]);
+    struct rlimit no_core {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    std::string out;
+    try {
+      onnx::ShapeInferenceOptions o(false, 0, true);
+      onnx::shape_inference::InferShapes(mp, onnx::OpSchemaRegistry::Instance(), o);
+      mp.mutable_graph()->clear_initializer();
+      mp.mutable_graph()->clear_sparse_initializer();
+      if (!mp.SerializeToString(&out)) _exit(2);
+    } catch (...) {
+      _exit(1);
+    }
+    for (size_t off = 0; off < out.size();) {
+      const ssize_t w = write(fds[1], out.data() + off, out.size() - off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) _exit(3);
+      off += static_cast<size_t>(w);
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string buf;
+  bool timed_out = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  char chunk[1 << 16];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) { timed_out = true; break; }
+    pollfd pf{fds[0], POLLIN, 0};
+    const int pr = poll(&pf, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr < 0) { timed_out = true; break; }
+    if (pr == 0) continue;
+    const ssize_t r = read(fds[0], chunk, sizeof chunk);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;  // EOF (the child exited or closed) or an error
+    buf.append(chunk, static_cast<size_t>(r));
+  }
+  close(fds[0]);
+  if (timed_out) kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return false;
+  onnx::ModelProto inferred;
+  if (!inferred.ParseFromString(buf) || !inferred.has_graph()) return false;
+  onnx::GraphProto* g = mp.mutable_graph();
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> inits;
+  google::protobuf::RepeatedPtrField<onnx::SparseTensorProto> sparse;
+  inits.Swap(g->mutable_initializer());
+  sparse.Swap(g->mutable_sparse_initializer());
+  g->Swap(inferred.mutable_graph());
+  g->mutable_initializer()->Swap(&inits);
+  g->mutable_sparse_initializer()->Swap(&sparse);
+  return true;
+}
+
 // Fills value_info with ONNX's own type/shape inference (with data propagation, so shapes
 // computed by Shape->Gather->Concat->Reshape chains resolve). Failures are not errors: shape
 // information is optional; kernels compute real shapes at run time.
@@ -439,11 +527,7 @@ void infer_shapes(onnx::ModelProto& mp, const ImportOptions& opts) {
     opsets[os.domain() == "ai.onnx" ? "" : os.domain()] = static_cast<int>(os.version());
   if (mp.opset_import_size() == 0) opsets[""] = 1;
   if (!safe_for_onnx_inference(mp.graph(), opsets, 0)) return;
-  try {
-    onnx::ShapeInferenceOptions o(false, 0, true);
-    onnx::shape_inference::InferShapes(mp, onnx::OpSchemaRegistry::Instance(), o);
-  } catch (const std::exception&) {
-  }
+  infer_in_child(mp);
 }
 
 }  // namespace
