@@ -41,6 +41,42 @@ const Tensor* Scope::find(const std::string& n) const {
 }
 
 namespace {
+// A run's vectors, recycled per thread (a stack, for subgraph runs inside a run), so a
+// steady-state run allocates none of them.
+struct RunScratch {
+  std::vector<const Tensor*> ext, ins;
+  std::vector<Tensor> slots, outs;
+  std::vector<bool> reusable;
+};
+class ScratchLease {
+ public:
+  ScratchLease() {
+    auto& free = pool();
+    if (free.empty()) s_ = std::make_unique<RunScratch>();
+    else {
+      s_ = std::move(free.back());
+      free.pop_back();
+    }
+  }
+  ~ScratchLease() {
+    // Values die here (their buffers go back to the BufferPool); the vectors keep their storage.
+    s_->slots.clear();
+    s_->outs.clear();
+    s_->ext.clear();
+    s_->ins.clear();
+    auto& free = pool();
+    if (free.size() < 8) free.push_back(std::move(s_));
+  }
+  RunScratch& operator*() { return *s_; }
+
+ private:
+  static std::vector<std::unique_ptr<RunScratch>>& pool() {
+    thread_local std::vector<std::unique_ptr<RunScratch>> free;
+    return free;
+  }
+  std::unique_ptr<RunScratch> s_;
+};
+
 // Calls fn on every subgraph (If branches, Loop/Scan bodies) of node n.
 template <class F>
 void for_each_subgraph(const ir::Node& n, F&& fn) {
@@ -254,12 +290,17 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
 
   // External values: the scope's own values override initializers (feeds), other names come
   // from the enclosing scopes.
-  std::vector<const Tensor*> ext = plan.ext_init;
+  ScratchLease lease;
+  RunScratch& rs = *lease;
+  std::vector<const Tensor*>& ext = rs.ext;
+  ext.assign(plan.ext_init.begin(), plan.ext_init.end());
   for (const auto& [name, t] : scope.values)
     if (auto it = plan.ext_of.find(name); it != plan.ext_of.end()) ext[static_cast<size_t>(it->second)] = &t;
   for (int e : plan.ext_lookup)
     if (!ext[static_cast<size_t>(e)]) ext[static_cast<size_t>(e)] = scope.find(plan.ext_names[static_cast<size_t>(e)]);
-  std::vector<Tensor> slots(plan.slot_of.size());
+  std::vector<Tensor>& slots = rs.slots;
+  slots.clear();
+  slots.resize(plan.slot_of.size());
   GraphFrame frame{&plan, &slots, &ext};
   Scope local;
   local.parent = &scope;
@@ -288,9 +329,9 @@ std::vector<Tensor> Executor::run_graph(const ir::Graph& graph, const Scope& sco
   };
 
   // Per-node vectors, handed to each KernelContext and taken back (no allocation per node).
-  std::vector<const Tensor*> ins;
-  std::vector<Tensor> outs;
-  std::vector<bool> reusable;
+  std::vector<const Tensor*>& ins = rs.ins;
+  std::vector<Tensor>& outs = rs.outs;
+  std::vector<bool>& reusable = rs.reusable;
   for (const Step& st : plan.steps) {
     const ir::Node& n = *st.node;
     ins.assign(st.in.size(), nullptr);
