@@ -202,6 +202,10 @@ class FastConv final : public PreparedKernel {
     auto key = std::make_pair(xs, nhwc_ ? threads : 0);
     if (auto it = plans_.find(key); it != plans_.end()) return it->second;
     auto p = std::make_shared<Plan>();
+    // oneDNN fixes a primitive's thread count when it is created (OpenMP's setting for this
+    // thread then): NHWC chunks run single-threaded, so create them that way, or each chunk
+    // would start an OpenMP team (more than --threads computing, and a spinning worker).
+    omp_set_num_threads(nhwc_ ? 1 : threads);
     try {
       build(xs, threads, *p);
     } catch (const dnnl::error&) {
@@ -405,6 +409,7 @@ class FastPool final : public PreparedKernel {
     std::lock_guard<std::mutex> lk(mu_);
     if (auto it = plans_.find(xs); it != plans_.end()) return it->second;
     auto p = std::make_shared<Plan>();
+    omp_set_num_threads(1);  // it runs single-threaded (see FastConv::plan)
     try {
       build(xs, *p);
     } catch (const dnnl::error&) {
@@ -526,6 +531,7 @@ class FastLayoutTranspose final : public PreparedKernel {
   static constexpr int64_t kMinParallelElems = 1 << 14;
 
   void build(const Shape& s, int threads, ddt et, Plan& p) const {
+    omp_set_num_threads(1);  // the chunks run single-threaded (see FastConv::plan)
     // Logical NCHW dims of one image; rows (H) split into chunks.
     const int64_t C = to_nhwc_ ? s[1] : s[3], H = to_nhwc_ ? s[2] : s[1], W = to_nhwc_ ? s[3] : s[2];
     const int64_t T = C * H * W >= kMinParallelElems ? std::min<int64_t>(threads, H) : 1;
