@@ -455,6 +455,9 @@ bool infer_in_child(onnx::ModelProto& mp) {
     close(fds[0]);
     struct rlimit no_core {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);
+    // A crash ends the child quietly: default actions, not the handlers a sanitizer or libFuzzer
+    // installed in the parent (they would report the child's libonnx crash as a finding).
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
     std::string out;
     try {
       onnx::ShapeInferenceOptions o(false, 0, true);
