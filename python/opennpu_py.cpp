@@ -279,7 +279,8 @@ py::list infos_to_py(const std::vector<TensorInfo>& infos) {
 class PyModel {
  public:
   PyModel(const std::string& path, const std::string& hardware, const std::string& compute_units, int threads,
-          const std::map<std::string, int64_t>& dims, bool optimize, const std::string& cache_dir) {
+          const std::map<std::string, int64_t>& dims, bool optimize, const std::string& cache_dir,
+          uint64_t max_memory, int64_t max_loop_iterations) {
     if (threads < 0) throw Error("threads must be >= 0 (0 = all hardware threads), not " + std::to_string(threads));
     LoadOptions lo;
     lo.compute_units = parse_compute_units(compute_units);
@@ -288,6 +289,10 @@ class PyModel {
     lo.dims = dims;
     lo.optimize = optimize;
     lo.cache_dir = cache_dir;
+    lo.max_memory = max_memory;
+    if (max_loop_iterations < 1)
+      throw Error("max_loop_iterations must be >= 1, not " + std::to_string(max_loop_iterations));
+    lo.max_loop_iterations = max_loop_iterations;
     path_ = path;
     {
       py::gil_scoped_release nogil;  // import + compile can take a while
@@ -473,21 +478,25 @@ PYBIND11_MODULE(_opennpu, m) {
 
   py::class_<PyModel>(m, "Model", R"doc(A loaded ONNX model: imported, optimised, partitioned and compiled once.
 
-Model(path, hardware="ane_m1", compute_units="cpu_only", threads=0, dims=None, optimize=True, cache_dir="")
+Model(path, hardware="ane_m1", compute_units="cpu_only", threads=0, dims=None, optimize=True, cache_dir="",
+      max_memory=0, max_loop_iterations=1000000)
   hardware:      preset name (see hardware_presets()) or path to a hardware TOML; used when
                  compute_units is "all" or "cpu_and_npu"
   compute_units: "cpu_only", "cpu_and_npu" or "all"
   threads:       CPU threads (0 = all hardware threads; process-wide setting)
   dims:          binds symbolic input dimensions, e.g. {"N": 1}
+  max_memory:    largest single tensor in bytes (0 = the default limit; --max-memory)
+  max_loop_iterations: Loop trip-count limit (--max-loop-iterations)
 predict() may be called from several Python threads at once (it releases the GIL).)doc")
       .def(py::init([](const std::string& path, const std::string& hardware, const std::string& compute_units,
                        int threads, const std::optional<std::map<std::string, int64_t>>& dims, bool optimize,
-                       const std::string& cache_dir) {
+                       const std::string& cache_dir, uint64_t max_memory, int64_t max_loop_iterations) {
              return std::make_unique<PyModel>(path, hardware, compute_units, threads, dims.value_or(std::map<std::string, int64_t>{}),
-                                              optimize, cache_dir);
+                                              optimize, cache_dir, max_memory, max_loop_iterations);
            }),
            py::arg("path"), py::arg("hardware") = "ane_m1", py::arg("compute_units") = "cpu_only", py::arg("threads") = 0,
-           py::arg("dims") = py::none(), py::arg("optimize") = true, py::arg("cache_dir") = "")
+           py::arg("dims") = py::none(), py::arg("optimize") = true, py::arg("cache_dir") = "",
+           py::arg("max_memory") = 0, py::arg("max_loop_iterations") = 1'000'000)
       .def("predict", &PyModel::predict, py::arg("inputs"),
            "Run the model. inputs: dict of name -> numpy array (or list for a sequence input, None for an "
            "absent optional one). Returns a dict of name -> numpy array.")

@@ -342,6 +342,16 @@ class OpennpuTest(unittest.TestCase):
         # a model that failed to predict still works afterwards
         np.testing.assert_allclose(self.cpu.predict({"X": x})["Y"], reference(x)[0], rtol=1e-4, atol=1e-5)
 
+    def test_limits(self):
+        # max_memory is the process-wide per-tensor limit: a weight over 64 bytes is refused at load...
+        try:
+            with self.assertRaisesRegex(opennpu.Error, "memory limit of 64 bytes"):
+                opennpu.Model(self.conv_path, dims={"N": 2}, max_memory=64)
+        finally:
+            opennpu.Model(self.conv_path, dims={"N": 2}, max_memory=16 << 30)  # ... and restored
+        with self.assertRaisesRegex(opennpu.Error, "max_loop_iterations must be >= 1"):
+            opennpu.Model(self.conv_path, max_loop_iterations=0)
+
     # --- threads ---
     def run_threads(self, model):
         inputs = [self.x(10 + i) for i in range(4)]
