@@ -12,4 +12,11 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+// A tensor larger than the memory limit (LoadOptions::max_memory, --max-memory) was refused
+// before it was allocated.
+class MemoryLimitError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace opennpu

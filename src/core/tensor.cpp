@@ -83,7 +83,7 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   }
   const uint64_t es = dtype_size(dtype_);
   if (es != 0 && static_cast<uint64_t>(numel_) > max_tensor_bytes() / es)
-    throw Error(fmt::format("tensor of {} {} elements ({} bytes) exceeds the memory limit of {} bytes (--max-memory)",
+    throw MemoryLimitError(fmt::format("tensor of {} {} elements ({} bytes) exceeds the memory limit of {} bytes (--max-memory)",
                             shape_str(shape_), dtype_name(dtype_), static_cast<double>(numel_) * es, max_tensor_bytes()));
   size_t bytes = static_cast<size_t>(numel_) * es;
   // 64-byte aligned, zeroed; at least one byte so data() is never null.
@@ -113,7 +113,7 @@ Tensor Tensor::adopt(DType dtype, Shape shape, std::shared_ptr<std::byte[]> buff
   t.numel_ = checked_numel(t.shape_);
   const uint64_t es = dtype_size(dtype);
   if (es != 0 && static_cast<uint64_t>(t.numel_) > max_tensor_bytes() / es)
-    throw Error(fmt::format("tensor of {} {} elements exceeds the memory limit of {} bytes (--max-memory)",
+    throw MemoryLimitError(fmt::format("tensor of {} {} elements exceeds the memory limit of {} bytes (--max-memory)",
                             shape_str(t.shape_), dtype_name(dtype), max_tensor_bytes()));
   if (t.nbytes() > capacity)
     throw Error(fmt::format("Tensor::adopt: shape {} needs {} bytes, buffer has {}", shape_str(t.shape_), t.nbytes(), capacity));

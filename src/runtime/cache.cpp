@@ -462,7 +462,7 @@ Tensor get_tensor(Reader& r, int depth) {
     r.fail("tensor byte size does not match its shape");
   const char* src = r.take(nb);
   Tensor t;
-  try { t = Tensor(dt, std::move(shape)); } catch (const Error& e) { r.fail(e.what()); }
+  try { t = Tensor(dt, std::move(shape)); } catch (const MemoryLimitError&) { throw; } catch (const Error& e) { r.fail(e.what()); }
   if (nb) std::memcpy(t.raw(), src, nb);  // one memcpy per tensor
   return t;
 }
@@ -1100,6 +1100,8 @@ Lookup lookup(const std::string& model_path, const LoadOptions& opts, uint64_t h
     ::utimensat(AT_FDCWD, lk.file.c_str(), nullptr, 0);  // mark as recently used (LRU); best effort
   } catch (const CacheError& ce) {
     warn(lk.file, ce.what());
+  } catch (const MemoryLimitError&) {
+    throw;  // the entry is fine; the model is over the user's limit (the import would refuse it too)
   } catch (const std::exception& ex) {  // e.g. bad_alloc on a hostile size that passed the bounds
     warn(lk.file, std::string("corrupt (") + ex.what() + ")");
   }
