@@ -180,6 +180,33 @@ using onednn::ThreadState;
 // mobilenet_v2; not re-measured for int8).
 constexpr double kMinParallelFlops = 40e6;
 
+// A constant int8 weight in the layouts its primitives asked for: each layout is reordered once
+// from the weight's own (plain) layout and shared by every primitive that wants it. Called under
+// the kernel's plan mutex.
+class ReorderedWeights {
+ public:
+  std::shared_ptr<memory> get(const memory::desc& wd, const memory::desc& plain, const void* data) {
+    for (const auto& [desc, mem] : done_)
+      if (desc == wd) return mem;
+    auto mem = std::make_shared<memory>(wd, engine());
+    memory src(plain, engine(), const_cast<void*>(data));
+    omp_set_num_threads(1);
+    dnnl::stream s(engine());
+    dnnl::reorder(src, *mem).execute(s, src, *mem);
+    s.wait();
+    done_.emplace_back(wd, mem);
+    return mem;
+  }
+  size_t bytes() const {
+    size_t b = 0;
+    for (const auto& [d, m] : done_) b += d.get_size();
+    return b;
+  }
+
+ private:
+  std::vector<std::pair<memory::desc, std::shared_ptr<memory>>> done_;
+};
+
 bool is_q8(DType t) { return t == DType::UInt8 || t == DType::Int8; }
 ddt q8_ddt(DType t) { return t == DType::UInt8 ? ddt::u8 : ddt::s8; }
 int32_t q_at(const Tensor& t, int64_t i) {
@@ -333,9 +360,7 @@ class FastQConv final : public PreparedKernel {
   std::string name() const override { return "onednn_qconv"; }
   size_t state_bytes() const override {
     std::lock_guard<std::mutex> lk(mu_);
-    size_t b = 0;
-    for (const auto& [d, m] : weights_) b += d.get_size();
-    return b;
+    return weights_.bytes();
   }
 
   void run(KernelContext& ctx) const override {
@@ -503,17 +528,7 @@ class FastQConv final : public PreparedKernel {
   }
 
   std::shared_ptr<memory> weights_for(const memory::desc& wd, const dims& wdims, int64_t G) const {
-    for (const auto& [desc, mem] : weights_)
-      if (desc == wd) return mem;
-    auto mem = std::make_shared<memory>(wd, engine());
-    memory::desc plain(wdims, ddt::s8, G == 1 ? tag::oihw : tag::goihw);
-    memory src(plain, engine(), const_cast<void*>(W_.raw()));
-    omp_set_num_threads(1);
-    dnnl::stream s(engine());
-    dnnl::reorder(src, *mem).execute(s, src, *mem);
-    s.wait();
-    weights_.emplace_back(wd, mem);
-    return mem;
+    return weights_.get(wd, memory::desc(wdims, ddt::s8, G == 1 ? tag::oihw : tag::goihw), W_.raw());
   }
 
   KernelFn ref_ = nullptr;
@@ -528,7 +543,7 @@ class FastQConv final : public PreparedKernel {
   std::vector<int64_t> strides_, dil_, pads_;
   mutable std::mutex mu_;
   mutable std::map<std::pair<Shape, int>, std::shared_ptr<const Plan>> plans_;
-  mutable std::vector<std::pair<memory::desc, std::shared_ptr<memory>>> weights_;
+  mutable ReorderedWeights weights_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -683,16 +698,7 @@ class FastQMatMul final : public PreparedKernel {
   }
 
   std::shared_ptr<memory> weights_for(const memory::desc& wd) const {
-    for (const auto& [desc, mem] : weights_)
-      if (desc == wd) return mem;
-    auto mem = std::make_shared<memory>(wd, engine());
-    memory src(memory::desc({K_, N_}, ddt::s8, tag::ab), engine(), const_cast<void*>(B_.raw()));
-    omp_set_num_threads(1);
-    dnnl::stream s(engine());
-    dnnl::reorder(src, *mem).execute(s, src, *mem);
-    s.wait();
-    weights_.emplace_back(wd, mem);
-    return mem;
+    return weights_.get(wd, memory::desc({K_, N_}, ddt::s8, tag::ab), B_.raw());
   }
 
   KernelFn ref_ = nullptr;
@@ -705,7 +711,7 @@ class FastQMatMul final : public PreparedKernel {
   std::vector<int32_t> bias_;
   mutable std::mutex mu_;
   mutable std::map<int64_t, std::shared_ptr<const Plan>> plans_;
-  mutable std::vector<std::pair<memory::desc, std::shared_ptr<memory>>> weights_;
+  mutable ReorderedWeights weights_;
 };
 
 // ---------------------------------------------------------------------------------------------
