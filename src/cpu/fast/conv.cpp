@@ -42,6 +42,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -69,6 +72,35 @@ using onednn::ThreadState;
 // microseconds, about what handing it to another thread costs.
 constexpr double kMinParallelFlops = 1e5;
 
+// Winograd (see the top of the file) for 3x3 stride-1 convs with at least this many input and
+// output channels: below it the direct kernel is as fast (17 channels at 20x20: wino 0.88x the
+// direct kernel's speed, 24 at 56x56 1.06x, 32 at 14x14 1.48x, 64 at 7x7 1.11x; 1 thread).
+constexpr int64_t kWinoMinChannels = 32;
+constexpr int64_t kWinoChannelBlock = 16;  // oneDNN's blocked layout (nChw16c)
+
+// OPENNPU_CPU_WINOGRAD=0 turns the Winograd path off (direct convs only), read once.
+bool winograd_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("OPENNPU_CPU_WINOGRAD");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
+// Per-thread buffers for a Winograd chunk's blocked input and output (grown, never shrunk, so the
+// steady state does not allocate), 64-byte aligned.
+struct WinoBuffers {
+  std::vector<char> mem;
+  char* get(size_t n) {
+    if (mem.size() < n + 64) mem.resize(n + 64);
+    return mem.data() + (64 - reinterpret_cast<uintptr_t>(mem.data()) % 64) % 64;
+  }
+};
+WinoBuffers& wino_buffers() {
+  static thread_local WinoBuffers b;
+  return b;
+}
+
 
 
 
@@ -81,15 +113,21 @@ class FastConv final : public PreparedKernel {
   // one image; NCHW: one chunk, the whole batch).
   struct Chunk {
     dnnl::convolution_forward prim;
-    memory::desc src, dst, scratch_desc;
+    memory::desc src, dst, scratch_desc, bias;
     std::shared_ptr<memory> weights;
     size_t scratch = 0;
     int64_t src_off = 0, dst_off = 0;  // element offsets of the chunk's first input / output
+    int64_t m0 = 0;                    // first output channel (Winograd chunks of output channels)
+    // Winograd: the primitive reads / writes blocked tensors (src_blk / dst_blk, in per-thread
+    // buffers): reorders from the NHWC rows (and of Z's rows into dst_blk for the sum post-op)
+    // and back.
+    bool wino = false;
+    memory::desc src_blk, dst_blk;
+    dnnl::reorder to_blk, z_to_blk, from_blk;
   };
   struct Plan {
     bool ok = false;
     Shape y_shape;
-    memory::desc bias;
     std::vector<Chunk> chunks;
     bool per_image = true;           // tasks = images x chunks (else the chunks cover the batch)
     int64_t x_image = 0, y_image = 0;  // element strides of one image (NHWC)
@@ -141,11 +179,12 @@ class FastConv final : public PreparedKernel {
     return std::make_unique<FastConv>(pc, ref->fn);
   }
 
-  std::string name() const override { return "onednn_conv"; }
+  // "onednn_conv_wino" once a shape ran (some of) its chunks with Winograd.
+  std::string name() const override { return used_wino_ ? "onednn_conv_wino" : "onednn_conv"; }
   size_t state_bytes() const override {
     std::lock_guard<std::mutex> lk(mu_);
     size_t b = 0;
-    for (const auto& [d, m] : weights_) b += d.get_size();
+    for (const auto& [d, off, m] : weights_) b += d.get_size();
     return b;
   }
 
@@ -178,11 +217,23 @@ class FastConv final : public PreparedKernel {
       ThreadState& ts = thread_state();
       memory src(c.src, engine(), const_cast<float*>(xp + n * p->x_image + c.src_off));
       memory dst(c.dst, engine(), yp + n * p->y_image + c.dst_off);
-      std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, *c.weights}, {DNNL_ARG_DST, dst}};
-      if (bp) args.emplace(DNNL_ARG_BIAS, memory(p->bias, engine(), const_cast<float*>(bp)));
-      if (c.scratch) args.emplace(DNNL_ARG_SCRATCHPAD, memory(c.scratch_desc, engine(), ts.scratchpad(c.scratch)));
       omp_set_num_threads(omp_threads);
+      memory src_blk, dst_blk;
+      if (c.wino) {
+        const size_t sb = (c.src_blk.get_size() + 63) / 64 * 64;
+        char* buf = wino_buffers().get(sb + c.dst_blk.get_size());
+        src_blk = memory(c.src_blk, engine(), buf);
+        dst_blk = memory(c.dst_blk, engine(), buf + sb);
+        c.to_blk.execute(ts.stream, src, src_blk);
+        if (has_sum_) c.z_to_blk.execute(ts.stream, dst, dst_blk);
+      }
+      std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, c.wino ? src_blk : src},
+                                              {DNNL_ARG_WEIGHTS, *c.weights},
+                                              {DNNL_ARG_DST, c.wino ? dst_blk : dst}};
+      if (bp) args.emplace(DNNL_ARG_BIAS, memory(c.bias, engine(), const_cast<float*>(bp + c.m0)));
+      if (c.scratch) args.emplace(DNNL_ARG_SCRATCHPAD, memory(c.scratch_desc, engine(), ts.scratchpad(c.scratch)));
       c.prim.execute(ts.stream, args);
+      if (c.wino) c.from_blk.execute(ts.stream, dst_blk, dst);
       ts.stream.wait();
     };
     if (!nhwc_) return exec(0, threads);  // NCHW: one primitive over the batch, oneDNN's threads
@@ -229,7 +280,6 @@ class FastConv final : public PreparedKernel {
       return;
     }
     const dims wdims = G == 1 ? dims{M, C, KH, KW} : dims{G, M / G, Cg, KH, KW};
-    p.bias = memory::desc({M}, ddt::f32, tag::x);
     p.x_image = H * Wd * C;
     p.y_image = OH * OW * M;
     p.y_shape = nhwc_ ? Shape{N, OH, OW, M} : Shape{N, M, OH, OW};
@@ -238,21 +288,46 @@ class FastConv final : public PreparedKernel {
     // with one thread.
     int64_t T = nhwc_ && threads > 1 && flops >= kMinParallelFlops ? threads : 1;
     const auto prop = dnnl::prop_kind::forward_inference;
-    const auto alg = dnnl::algorithm::convolution_direct;
+    // Winograd where oneDNN has it (else, or when a chunk is refused, the direct convs below).
+    bool wino = nhwc_ && winograd_enabled() && G == 1 && KH == 3 && KW == 3 && strides_[0] == 1 &&
+                strides_[1] == 1 && dil_[0] == 1 && dil_[1] == 1 && C >= kWinoMinChannels && M >= kWinoMinChannels &&
+                (act_.empty() || (act_ == "Relu") || (act_ == "LeakyRelu" && alpha_ == 0.f));
     auto add_chunk = [&](memory::desc src, memory::desc dst, int64_t src_off, int64_t dst_off, int64_t ptc, int64_t pbc,
-                         int64_t plc, int64_t prc) {
+                         int64_t plc, int64_t prc, int64_t m0 = 0, int64_t mc = -1) {
       Chunk c;
-      c.src = src, c.dst = dst, c.src_off = src_off, c.dst_off = dst_off;
-      memory::desc wany(wdims, ddt::f32, tag::any);
+      c.src = src, c.dst = dst, c.src_off = src_off, c.dst_off = dst_off, c.m0 = m0;
+      if (mc < 0) mc = M;  // else output channels [m0, m0 + mc) (G == 1)
+      c.bias = memory::desc({mc}, ddt::f32, tag::x);
+      const dims cwdims = mc == M ? wdims : dims{mc, C, KH, KW};
+      memory::desc wany(cwdims, ddt::f32, tag::any);
       const dims st{strides_[0], strides_[1]}, dl{dil_[0] - 1, dil_[1] - 1}, padl{ptc, plc}, padr{pbc, prc};
-      auto d = B_.empty_value() ? dnnl::convolution_forward::desc(prop, alg, c.src, wany, c.dst, st, dl, padl, padr)
-                                : dnnl::convolution_forward::desc(prop, alg, c.src, wany, p.bias, c.dst, st, dl, padl, padr);
-      dnnl::convolution_forward::primitive_desc pd(d, attr(), engine());
+      const auto alg = wino ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct;
+      // Winograd: blocked src / dst (format any: oneDNN refuses NHWC), reordered per chunk.
+      memory::desc s_any = wino ? memory::desc(src.dims(), ddt::f32, tag::any) : src;
+      memory::desc d_any = wino ? memory::desc(dst.dims(), ddt::f32, tag::any) : dst;
+      auto d = B_.empty_value() ? dnnl::convolution_forward::desc(prop, alg, s_any, wany, d_any, st, dl, padl, padr)
+                                : dnnl::convolution_forward::desc(prop, alg, s_any, wany, c.bias, d_any, st, dl, padl, padr);
+      dnnl::convolution_forward::primitive_desc pd;
+      try {
+        pd = dnnl::convolution_forward::primitive_desc(d, attr(), engine());
+      } catch (const dnnl::error&) {
+        if (wino) return false;  // refused (padding, post-ops): direct convs
+        throw;
+      }
       if (is_reference_impl(pd.impl_info_str())) return false;  // slower than our reference; let it run
+      if (wino) {
+        if (!std::strstr(pd.impl_info_str(), "wino")) return false;
+        c.wino = true;
+        c.src_blk = pd.src_desc();
+        c.dst_blk = pd.dst_desc();
+        c.to_blk = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), src, engine(), c.src_blk));
+        if (has_sum_) c.z_to_blk = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), dst, engine(), c.dst_blk));
+        c.from_blk = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), c.dst_blk, engine(), dst));
+      }
       c.prim = dnnl::convolution_forward(pd);
       c.scratch_desc = pd.scratchpad_desc();
       c.scratch = c.scratch_desc.get_size();
-      c.weights = weights_for(pd.weights_desc(), wdims, G);
+      c.weights = weights_for(pd.weights_desc(), cwdims, G, m0);
       p.chunks.push_back(std::move(c));
       return true;
     };
@@ -280,6 +355,50 @@ class FastConv final : public PreparedKernel {
     // the conv's padding its rows see.
     const int64_t ek = (KH - 1) * dil_[0] + 1;
     T = std::min(T, OH);
+    if (wino && T > 1 && M * KH * KW > H * Wd && M >= 2 * kWinoChannelBlock) {
+      // Weights larger than an image's channel plane (resnet50's 28x28 to 7x7 layers): chunks of
+      // output channels over the whole image, so that each thread reads only its part of the
+      // (Winograd-transformed, 16/9 or 36/9 times larger) weights; row chunks would each read all
+      // of them (512 channels at 7x7, 2 threads: 2x slower than the direct conv).
+      const int64_t blocks = M / kWinoChannelBlock;
+      const int64_t Tc = std::min(T, blocks);
+      bool ok = true;
+      for (int64_t t = 0; t < Tc && ok; ++t) {
+        const int64_t m0 = blocks * t / Tc * kWinoChannelBlock;
+        const int64_t m1 = t + 1 == Tc ? M : blocks * (t + 1) / Tc * kWinoChannelBlock;
+        ok = add_chunk(memory::desc({1, C, H, Wd}, ddt::f32, tag::nhwc),
+                       memory::desc({1, m1 - m0, OH, OW}, ddt::f32, dims{OH * OW * M, 1, OW * M, M}), 0, m0, pt, pb,
+                       pl, pr, m0, m1 - m0);
+      }
+      if (ok) {
+        used_wino_ = true;
+        p.ok = true;
+        return;
+      }
+      p.chunks.clear();  // refused: row chunks
+    }
+    // Row chunks; with small weights at least two per image, also on one thread: oneDNN picks its
+    // faster 4x3 Winograd kernel for a chunk (one-sided padding), the 2x3 one for the whole image
+    // (resnet50's 64 channels at 56x56, 1 thread: 2 chunks 0.78 ms, whole image 1.10, direct
+    // 2.0). With large weights each chunk would read all of its (4x larger) weights: 256
+    // channels at 14x14 1.40 vs 1.17 ms, 512 at 7x7 4.5-5.4 vs 1.65 ms.
+    const int64_t Tw = M * KH * KW <= H * Wd ? std::min(std::max<int64_t>(T, 2), OH) : T;
+    if (wino && !add_row_chunks(Tw, ek, N, H, Wd, C, M, OH, OW, pt, pb, pl, pr, add_chunk)) {
+      p.chunks.clear();
+      wino = false;
+    } else if (wino) {
+      used_wino_ = true;
+      p.ok = true;
+      return;
+    }
+    if (add_row_chunks(T, ek, N, H, Wd, C, M, OH, OW, pt, pb, pl, pr, add_chunk)) p.ok = true;
+  }
+
+  // Output rows split into T chunks (NHWC; NCHW: T = 1), each its own primitive whose padding is
+  // the part of the conv's padding its rows see; false when a chunk is not added.
+  template <class AddChunk>
+  bool add_row_chunks(int64_t T, int64_t ek, int64_t N, int64_t H, int64_t Wd, int64_t C, int64_t M, int64_t OH, int64_t OW,
+                      int64_t pt, int64_t pb, int64_t pl, int64_t pr, AddChunk& add_chunk) const {
     for (int64_t t = 0; t < T; ++t) {
       const int64_t r0 = OH * t / T, r1 = OH * (t + 1) / T;
       if (r1 == r0) continue;
@@ -287,14 +406,14 @@ class FastConv final : public PreparedKernel {
       const int64_t ptc = std::max<int64_t>(0, -lo), pbc = std::max<int64_t>(0, hi - H);
       lo = std::max<int64_t>(lo, 0);
       hi = std::min<int64_t>(hi, H);
-      if (hi - lo < 1) return;  // rows entirely in the padding: leave it to the reference
+      if (hi - lo < 1) return false;  // rows entirely in the padding: leave it to the reference
       const int64_t n = nhwc_ ? 1 : N;
       if (!add_chunk(memory::desc({n, C, hi - lo, Wd}, ddt::f32, nhwc_ ? tag::nhwc : tag::nchw),
                      memory::desc({n, M, r1 - r0, OW}, ddt::f32, nhwc_ ? tag::nhwc : tag::nchw), lo * Wd * C,
                      r0 * OW * M, ptc, pbc, pl, pr))
-        return;
+        return false;
     }
-    p.ok = true;
+    return true;
   }
 
   dnnl::primitive_attr attr() const {
@@ -312,17 +431,18 @@ class FastConv final : public PreparedKernel {
   }
 
   // The weights in layout wd, reordered once per layout (callers hold mu_).
-  std::shared_ptr<memory> weights_for(const memory::desc& wd, const dims& wdims, int64_t G) const {
-    for (const auto& [desc, mem] : weights_)
-      if (desc == wd) return mem;
+  // m0: the weights of output channels [m0, m0 + wdims[0]) (G == 1).
+  std::shared_ptr<memory> weights_for(const memory::desc& wd, const dims& wdims, int64_t G, int64_t m0) const {
+    for (const auto& [desc, off, mem] : weights_)
+      if (desc == wd && off == m0) return mem;
     auto mem = std::make_shared<memory>(wd, engine());
     memory::desc plain(wdims, ddt::f32, G == 1 ? tag::oihw : tag::goihw);
-    memory src(plain, engine(), const_cast<void*>(W_.raw()));
+    memory src(plain, engine(), const_cast<float*>(W_.data<float>() + m0 * W_.dim(1) * W_.dim(2) * W_.dim(3)));
     omp_set_num_threads(1);
     dnnl::stream s(engine());
     dnnl::reorder(src, *mem).execute(s, src, *mem);
     s.wait();
-    weights_.emplace_back(wd, mem);
+    weights_.emplace_back(wd, m0, mem);
     return mem;
   }
 
@@ -335,7 +455,8 @@ class FastConv final : public PreparedKernel {
   float alpha_ = 0, beta_ = 0;
   mutable std::mutex mu_;
   mutable std::map<std::pair<Shape, int>, std::shared_ptr<const Plan>> plans_;
-  mutable std::vector<std::pair<memory::desc, std::shared_ptr<memory>>> weights_;
+  mutable std::vector<std::tuple<memory::desc, int64_t, std::shared_ptr<memory>>> weights_;
+  mutable std::atomic<bool> used_wino_{false};
 };
 
 
