@@ -9,7 +9,10 @@
 // two sum the products in different orders).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -88,9 +91,10 @@ std::string describe(const ConvCase& c, bool nhwc) {
                      c.pads[1], c.pads[2], c.pads[3], c.auto_pad, c.bias, c.sum, c.act, nhwc ? "NHWC" : "NCHW");
 }
 
-// Runs one FusedConv node through the fast kernel and the reference kernel; returns the error and
-// the fast kernel's name (empty when it declined at prepare).
-void check_conv(const ConvCase& c, bool nhwc, uint32_t seed) {
+// Runs one FusedConv node through the fast kernel and the reference kernel and checks the error
+// (<= tol); with expect_impl, also the fast kernel's name after the run (its Winograd path or
+// not). Returns the error.
+double check_conv(const ConvCase& c, bool nhwc, uint32_t seed, const char* expect_impl = nullptr, double tol = kTol) {
   SCOPED_TRACE(describe(c, nhwc));
   ir::Model m;
   m.opsets[""] = 17;
@@ -137,14 +141,20 @@ void check_conv(const ConvCase& c, bool nhwc, uint32_t seed) {
   PrepareContext pc(m, g, g.nodes[0]);
   std::string why;
   auto k = fast_registry().prepare(pc, &why);
-  ASSERT_TRUE(k) << why;
+  if (!k) {
+    ADD_FAILURE() << why;
+    return INFINITY;
+  }
   EXPECT_EQ(k->name(), "onednn_conv");
   std::vector<const Tensor*> ins{&x, &w, b};
   if (c.sum) ins.push_back(&z);
   KernelContext fc(g.nodes[0], ins, 1, nullptr);
   k->run(fc);
-  EXPECT_LE(rel_err(fc.outputs()[0], ref), kTol);
+  const double err = rel_err(fc.outputs()[0], ref);
+  EXPECT_LE(err, tol);
   EXPECT_GT(k->state_bytes(), 0u) << "the fast kernel fell back to the reference (no oneDNN primitive)";
+  if (expect_impl) EXPECT_EQ(k->name(), expect_impl);
+  return err;
 }
 
 std::vector<ConvCase> conv_cases() {
@@ -252,6 +262,92 @@ TEST(FastConv, DeclinesWhatItCannotRun) {
   std::string why;
   EXPECT_FALSE(fast_registry().prepare(PrepareContext(m, g, g.nodes[0]), &why));
   EXPECT_NE(why.find("weights"), std::string::npos) << why;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Winograd (conv.cpp: NHWC 3x3 stride-1 group-1 convs with >= 32 input and output channels and
+// no activation or Relu, on oneDNN's wino 2x3 / 4x3 kernels): resnet channel counts and ones that
+// are not a multiple of 16 (blocked layout padded), 7x7 to 56x56, batch 2, Relu and the residual
+// sum, both ways of splitting (output rows; output channels when the weights outweigh an image
+// plane), 1 to 3 threads. The test binary expects the Winograd path unless OPENNPU_CPU_WINOGRAD=0
+// (ctest runs it both ways: fast_conv and fast_conv_no_winograd).
+//
+// Tolerance: Winograd computes the conv through transformed tiles (F(2,3) / F(4,3) with larger
+// transform constants), so it rounds somewhat more than a direct conv. Measured on these cases,
+// max |fast - reference| / max(1, max |reference|) (the reference is fp32 too, so this includes
+// its own rounding): Winograd 2.6e-6, the direct kernel (OPENNPU_CPU_WINOGRAD=0) 1.9e-6. Bound
+// 2e-5 (~8x margin), tighter than kTol so that a less accurate kernel would be noticed.
+namespace {
+bool winograd_expected() {
+  const char* e = std::getenv("OPENNPU_CPU_WINOGRAD");
+  return !(e && std::string(e) == "0");
+}
+constexpr double kWinoTol = 2e-5;
+}  // namespace
+
+TEST(FastConv, WinogradMatchesReference) {
+  const char* impl = winograd_expected() ? "onednn_conv_wino" : "onednn_conv";
+  std::vector<ConvCase> v;
+  const std::vector<int64_t> pad1{1, 1, 1, 1};
+  // {N, C, H, W, M}: resnet50's four stages, then odd channel counts / sizes, C != M.
+  for (auto [N, C, H, M] : std::vector<std::array<int64_t, 4>>{
+           {1, 64, 56, 64}, {1, 128, 28, 128}, {1, 256, 14, 256}, {1, 512, 7, 512}, {2, 64, 28, 64},
+           {2, 40, 17, 40}, {1, 33, 23, 47}, {2, 48, 9, 96}, {1, 96, 12, 32}, {1, 32, 7, 32}}) {
+    ConvCase c{N, C, H, H + 3, M, 3, 3, 1, {1, 1}, {1, 1}, pad1};
+    v.push_back(c);
+  }
+  const size_t base = v.size();
+  for (size_t i = 0; i < base; ++i) {
+    ConvCase c = v[i];
+    switch (i % 4) {
+      case 0: c.act = "Relu"; break;
+      case 1: c.sum = true, c.act = "Relu"; break;
+      case 2: c.sum = true, c.bias = false; break;
+      case 3: c.act = "Relu", c.bias = false; break;
+    }
+    v.push_back(c);
+  }
+  // No padding, and one-sided padding (the chunks' own padding differs from the conv's).
+  v.push_back({1, 64, 20, 18, 64, 3, 3, 1, {1, 1}, {1, 1}, {0, 0, 0, 0}});
+  v.push_back({2, 64, 15, 16, 80, 3, 3, 1, {1, 1}, {1, 1}, {1, 0, 0, 1}});
+  double worst = 0;
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(fmt::format("{} threads", threads));
+    set_num_threads(threads);
+    uint32_t seed = 100;
+    for (const auto& c : v) worst = std::max(worst, check_conv(c, true, seed += 10, impl, kWinoTol));
+  }
+  set_num_threads(0);
+  std::printf("Winograd: max error %.3g x output scale over %zu cases x 3 thread counts\n", worst, v.size());
+}
+
+// Convs the Winograd path leaves to the direct kernel: activations its kernels refuse (Clip,
+// Sigmoid, LeakyRelu with a slope), strides / dilations / kernel sizes it does not cover, groups,
+// fewer than 32 channels, and NCHW.
+TEST(FastConv, WinogradOnlyWhereItApplies) {
+  const std::vector<int64_t> pad1{1, 1, 1, 1};
+  std::vector<ConvCase> v;
+  for (const char* a : {"Clip", "Sigmoid", "LeakyRelu"}) {
+    ConvCase c{1, 64, 14, 14, 64, 3, 3, 1, {1, 1}, {1, 1}, pad1};
+    c.act = a, c.alpha = 0.1f, c.beta = 6.f;
+    v.push_back(c);
+  }
+  v.push_back({1, 64, 14, 14, 64, 3, 3, 1, {2, 2}, {1, 1}, pad1});             // stride 2
+  v.push_back({1, 64, 14, 14, 64, 3, 3, 1, {1, 1}, {2, 2}, {2, 2, 2, 2}});     // dilation 2
+  v.push_back({1, 64, 14, 14, 64, 5, 5, 1, {1, 1}, {1, 1}, {2, 2, 2, 2}});     // 5x5
+  v.push_back({1, 64, 14, 14, 64, 3, 3, 2, {1, 1}, {1, 1}, pad1});             // groups
+  v.push_back({1, 24, 14, 14, 64, 3, 3, 1, {1, 1}, {1, 1}, pad1});             // C < 32
+  v.push_back({1, 64, 14, 14, 17, 3, 3, 1, {1, 1}, {1, 1}, pad1});             // M < 32
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    uint32_t seed = 300;
+    for (const auto& c : v) check_conv(c, true, seed += 10, "onednn_conv");
+    check_conv(v[0], false, seed, "onednn_conv");  // NCHW
+    ConvCase relu{1, 64, 14, 14, 64, 3, 3, 1, {1, 1}, {1, 1}, pad1};
+    relu.act = "Relu";
+    check_conv(relu, false, seed + 1, "onednn_conv");
+  }
+  set_num_threads(0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -425,6 +521,37 @@ TEST(ConvPasses, ResNetBlockFusesAndMatches) {
   for (int t = 0; t < 4; ++t) ts.emplace_back([&, t] { got[t] = ex.run(feeds).at("y"); });
   for (auto& t : ts) t.join();
   for (const auto& t : got) EXPECT_LE(rel_err(t, want), kTol);
+}
+
+// ResNet basic block at 64 channels (resnet18/34's: 3x3 conv + Relu, 3x3 conv + residual Add +
+// Relu), batch 2, through the Executor at 1 and 2 threads: both convs take the Winograd path
+// (unless OPENNPU_CPU_WINOGRAD=0), and concurrent predictions on one executor (per-thread blocked
+// buffers) give the reference results.
+TEST(ConvPasses, ResNetBasicBlockWinograd) {
+  Builder b;
+  auto& g = b.m.graph;
+  g.inputs.push_back(vi("x", {2, 64, 20, 20}));
+  g.outputs.push_back(vi("y", {2, 64, 20, 20}));
+  b.conv("x", "c1", 64, 64, 3, 1);
+  b.node("Relu", {"c1"}, {"r1"});
+  b.conv("r1", "c2", 64, 64, 3, 1);
+  b.node("Add", {"c2", "x"}, {"s"});
+  b.node("Relu", {"s"}, {"y"});
+  std::map<std::string, Tensor> feeds{{"x", random_tensor({2, 64, 20, 20}, 11)}};
+  auto want = Executor(b.m, RunOptions{.fast = false}).run(feeds).at("y");
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE(fmt::format("{} threads", threads));
+    set_num_threads(threads);
+    Executor ex(b.m);
+    EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kWinoTol);
+    EXPECT_EQ(count_impl(ex, winograd_expected() ? "onednn_conv_wino" : "onednn_conv"), 2);
+    std::vector<Tensor> got(3);
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 3; ++t) ts.emplace_back([&, t] { got[t] = ex.run(feeds).at("y"); });
+    for (auto& t : ts) t.join();
+    for (const auto& t : got) EXPECT_LE(rel_err(t, want), kWinoTol);
+  }
+  set_num_threads(0);
 }
 
 // MobileNetV2-like: conv + Clip(0, 6), depthwise + Clip, projection conv + residual Add without
