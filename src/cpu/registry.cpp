@@ -86,6 +86,7 @@ const Registry& registry() {
     register_quant_gemm(reg);  // com.microsoft QGemm (kernels/quant_gemm.cpp)
     register_misc(reg);
     register_conv_fused(reg);  // opennpu.cpu FusedConv / NHWC pooling (cpu/fast/conv_fuse.cpp)
+    register_conv_dw_fused(reg);  // opennpu.cpu FusedConvDw (cpu/fast/conv_dw.cpp)
     register_fused_transformer(reg);
     return reg;
   }();

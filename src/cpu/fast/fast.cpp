@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fmt/format.h>
 
+#include "cpu/fast/conv.h"
 #include "cpu/fast/quant.h"
 
 namespace opennpu::cpu {
@@ -92,6 +93,7 @@ const FastRegistry& fast_registry() {
   static const FastRegistry r = [] {
     FastRegistry reg;
     register_fast_conv(reg);
+    register_fast_conv_dw(reg);
     register_fast_matmul(reg);
     register_fast_rnn(reg);
     register_fast_transformer(reg);

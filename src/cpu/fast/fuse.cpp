@@ -1,5 +1,6 @@
 #include "cpu/fast/fuse.h"
 
+#include "cpu/fast/conv.h"
 #include "cpu/fast/quant.h"
 
 namespace opennpu::cpu {
@@ -8,6 +9,7 @@ const std::vector<CpuPass>& cpu_passes() {
   static const std::vector<CpuPass> passes = [] {
     std::vector<CpuPass> p;
     add_conv_passes(p);
+    add_conv_dw_passes(p);  // after conv_layout_nhwc (cpu/fast/conv_dw.cpp)
     add_transformer_passes(p);
     add_elementwise_passes(p);
     add_quant_passes(p);

@@ -1,0 +1,502 @@
+// cpu/fast/conv_dw.cpp — a 1x1 conv and the depthwise 3x3 conv reading its output, in one op
+// (mobilenet's "expand" conv and the depthwise conv after it).
+//
+// Op (domain opennpu.cpu, created only by the pass below, layout NHWC):
+//   FusedConvDw(X, W1, B1?, W2, B2?)  Y = FusedConv_dw(FusedConv_pw(X, W1, B1), W2, B2)
+//     pw_*: the attributes of the 1x1 FusedConv (stride 1, no padding, group 1, activation "" |
+//           Relu | Clip); dw_*: those of the depthwise FusedConv (3x3, group = channels, pads 1,
+//           stride 1 or 2, same activations); onnx_opset. Neither has a residual input.
+//   Reference kernel: the two reference FusedConv kernels in sequence (fused_conv_reference).
+//
+// Why: the 1x1 conv expands the channels 6x and the depthwise conv reads that tensor back once
+// (mobilenet_v2's features.2: a 112x112x96 = 4.8 MB tensor per image). The fast kernel computes
+// it band by band: a band of 1x1-conv output rows into a small buffer that stays in the core's
+// L2 cache, then the depthwise conv's output rows that need only those rows (the last one or two
+// rows are kept for the next band). Both steps are oneDNN primitives (brgconv_1x1, brdgmm_dw on
+// AVX-512) on row ranges of the NHWC tensors, with the activations as post-ops.
+//
+// oneDNN's own fusion (post_ops::append_dw) was measured first (oneDNN 2.6, NHWC f32, 1 thread):
+// its fused jit_1x1 kernel (picked for 56x56 and larger) gives wrong results (60% of the outputs
+// off, by up to 6 on a Clip(0, 6) output) and reads out of bounds (segfaults with the library
+// scratchpad); in nChw16c it is right but only 0.95-0.99x the two convs' time; for 28x28 and
+// smaller it runs the two primitives one after the other (ref_fused_convolution, 1.00-1.05x).
+//
+// Where it pays: banding saves the intermediate tensor's trip through L3/memory but costs a
+// primitive execution per band and smaller, less efficient kernels. Measured (standalone, 1
+// thread, oneDNN primitives, warm caches vs caches flushed with 40 MB between runs): 112x112x96
+// stride 2: 0.96-1.09x warm, 0.54-0.63x cold; 56x56x144 stride 1: 1.06-1.08x warm, 0.63-0.83x
+// cold; 28x28x192: 1.07-1.10x warm, 0.95-1.09x cold. So the pass fuses only when the intermediate
+// tensor of one image is at least kMinFuseBytes (larger than the L2 cache) and its shape is known
+// (static shapes); elsewhere the two FusedConv nodes stay as they are.
+//
+// Threads: the output rows are split into one contiguous part per opennpu thread (each part
+// computes the 1x1 rows it needs, so one or two rows on each side of a cut are computed twice),
+// handed out by parallel_tasks like FastConv's chunks (conv.cpp); every primitive runs on one
+// OpenMP thread, so set_num_threads(N) bounds the threads computing.
+#include <dnnl.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/parallel.h"
+#include "cpu/fast/conv.h"
+#include "cpu/fast/onednn_util.h"
+
+namespace opennpu::cpu {
+
+namespace {
+
+// The pass fuses when the 1x1 conv's output for one image is at least this large (L2 is 1 MB a
+// core on the machines measured; smaller intermediates stay in L2 unfused and banding only adds
+// primitive executions).
+constexpr int64_t kMinFuseBytes = 1 << 20;
+// Rows of 1x1-conv output a band aims to hold (the buffer stays within L2 next to the weights).
+constexpr int64_t kBandBytes = 512 << 10;
+
+bool is_cpu_conv(const ir::Node& n) { return n.op_type == "FusedConv" && n.domain == kCpuDomain; }
+
+bool simple_activation(const ir::Node& n) {
+  const std::string a = n.attr_s("activation", "");
+  return a.empty() || a == "Relu" || a == "Clip";
+}
+
+bool all_equal(const std::vector<int64_t>& v, int64_t x) {
+  return std::all_of(v.begin(), v.end(), [x](int64_t e) { return e == x; });
+}
+
+const Tensor* const_f32(const ir::Graph& g, const std::unordered_set<std::string>& graph_inputs, const std::string& n) {
+  if (n.empty() || graph_inputs.count(n)) return nullptr;
+  auto it = g.initializers.find(n);
+  return it == g.initializers.end() || it->second.dtype() != DType::Float32 ? nullptr : &it->second;
+}
+
+// Bytes of one image of NHWC value v when its shape is known: the layout pass names the NHWC copy
+// of an ONNX value "<name>#nhwc[_k]", whose (NCHW) shape the model's value_info may hold.
+int64_t image_bytes(const ir::Graph& g, const std::string& v) {
+  const ir::ValueInfo* vi = g.find_value_info(v);
+  if (!vi) {
+    const auto pos = v.rfind("#nhwc");
+    if (pos == std::string::npos) return -1;
+    vi = g.find_value_info(v.substr(0, pos));
+  }
+  if (!vi || !vi->fully_static()) return -1;
+  const Shape s = vi->static_shape();
+  if (s.size() != 4) return -1;
+  return s[1] * s[2] * s[3] * 4;
+}
+
+// The 1x1 conv the pass accepts: NHWC FusedConv, weights [M, C, 1, 1], stride 1, no padding,
+// group 1, no residual, activation none/Relu/Clip.
+bool pointwise_ok(const ir::Graph& g, const std::unordered_set<std::string>& gi, const ir::Node& a) {
+  if (!is_cpu_conv(a) || a.attr_s("layout", "NCHW") != "NHWC" || a.outputs.size() != 1) return false;
+  if (a.inputs.size() > 3 && !a.inputs[3].empty()) return false;
+  const Tensor* w = a.inputs.size() > 1 ? const_f32(g, gi, a.inputs[1]) : nullptr;
+  if (!w || w->rank() != 4 || w->dim(2) != 1 || w->dim(3) != 1) return false;
+  if (a.inputs.size() > 2 && !a.inputs[2].empty()) {
+    const Tensor* b = const_f32(g, gi, a.inputs[2]);
+    if (!b || b->rank() != 1 || b->dim(0) != w->dim(0)) return false;
+  }
+  const std::string ap = a.attr_s("auto_pad", "NOTSET");
+  return (ap == "NOTSET" || ap == "VALID") && a.attr_i("group", 1) == 1 && all_equal(a.attr_ints("strides"), 1) &&
+         all_equal(a.attr_ints("dilations"), 1) && all_equal(a.attr_ints("pads"), 0) && simple_activation(a);
+}
+
+// The depthwise conv: NHWC FusedConv, weights [M, 1, 3, 3], group M, pads 1, stride 1 or 2 (both
+// dims), no residual, activation none/Relu/Clip.
+bool depthwise_ok(const ir::Graph& g, const std::unordered_set<std::string>& gi, const ir::Node& b, int64_t M) {
+  if (!is_cpu_conv(b) || b.attr_s("layout", "NCHW") != "NHWC" || b.outputs.size() != 1) return false;
+  if (b.inputs.size() > 3 && !b.inputs[3].empty()) return false;
+  const Tensor* w = b.inputs.size() > 1 ? const_f32(g, gi, b.inputs[1]) : nullptr;
+  if (!w || w->rank() != 4 || w->dim(0) != M || w->dim(1) != 1 || w->dim(2) != 3 || w->dim(3) != 3) return false;
+  if (b.inputs.size() > 2 && !b.inputs[2].empty()) {
+    const Tensor* bb = const_f32(g, gi, b.inputs[2]);
+    if (!bb || bb->rank() != 1 || bb->dim(0) != M) return false;
+  }
+  const auto st = b.attr_ints("strides");
+  if (st.size() != 2 || st[0] != st[1] || (st[0] != 1 && st[0] != 2)) return false;
+  const auto pads = b.attr_ints("pads");
+  if (pads.size() != 4 || !all_equal(pads, 1)) return false;
+  return b.attr_s("auto_pad", "NOTSET") == "NOTSET" && b.attr_i("group", 1) == M &&
+         all_equal(b.attr_ints("dilations"), 1) && simple_activation(b);
+}
+
+// One of the two convs as a FusedConv node (the attributes with `prefix`, inputs renamed).
+ir::Node sub_conv(const ir::Node& n, const std::string& prefix, const std::string& what) {
+  ir::Node s;
+  s.name = n.name + " (" + what + ")";
+  s.op_type = "FusedConv";
+  s.domain = kCpuDomain;
+  s.inputs = {"X", "W", "B"};
+  s.outputs = {"Y"};
+  for (const auto& [k, v] : n.attrs)
+    if (k.rfind(prefix, 0) == 0) s.attrs[k.substr(prefix.size())] = v;
+  if (auto it = n.attrs.find("onnx_opset"); it != n.attrs.end()) s.attrs["onnx_opset"] = it->second;
+  return s;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Reference kernel.
+
+void fused_conv_dw_reference(KernelContext& ctx) {
+  const ir::Node& node = ctx.node();
+  ctx.check(ctx.num_inputs() >= 4 && ctx.has_input(3), "FusedConvDw needs inputs X, W1, B1?, W2, B2?");
+  const ir::Node pw = sub_conv(node, "pw_", "1x1"), dw = sub_conv(node, "dw_", "depthwise");
+  KernelContext c1(pw, {&ctx.input(0), &ctx.input(1), ctx.optional_input(2)}, ctx.opset(), nullptr);
+  fused_conv_reference(c1);
+  const Tensor mid = std::move(c1.outputs()[0]);
+  KernelContext c2(dw, {&mid, &ctx.input(3), ctx.optional_input(4)}, ctx.opset(), nullptr);
+  fused_conv_reference(c2);
+  ctx.set_output(0, std::move(c2.outputs()[0]));
+}
+
+void register_conv_dw_fused(Registry& r) { r.add({"FusedConvDw", kCpuDomain, 1, 1, "float", fused_conv_dw_reference}); }
+
+// ---------------------------------------------------------------------------------------------
+// Pass.
+
+int fuse_conv_dw(ir::Model& m, int64_t min_bytes) {
+  ir::Graph& g = m.graph;
+  std::unordered_set<std::string> gi, outputs;
+  for (const auto& v : g.inputs) gi.insert(v.name);
+  for (const auto& v : g.outputs) outputs.insert(v.name);
+  std::unordered_map<std::string, std::vector<size_t>> readers;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& r : ir::node_reads(g.nodes[i])) readers[r].push_back(i);
+  std::vector<bool> drop(g.nodes.size(), false);
+  int rewrites = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (drop[i]) continue;
+    const ir::Node& a = g.nodes[i];
+    if (!pointwise_ok(g, gi, a)) continue;
+    const std::string& mid = a.outputs[0];
+    auto rit = readers.find(mid);
+    if (outputs.count(mid) || rit == readers.end() || rit->second.size() != 1) continue;
+    const size_t j = rit->second[0];
+    if (j <= i || drop[j]) continue;
+    const ir::Node& b = g.nodes[j];
+    const int64_t M = g.initializers.at(a.inputs[1]).dim(0);
+    if (b.inputs.empty() || b.inputs[0] != mid || !depthwise_ok(g, gi, b, M)) continue;
+    if (min_bytes > 0) {
+      const int64_t bytes = image_bytes(g, mid);
+      if (bytes < min_bytes) continue;  // unknown (-1) or small: the two convs stay
+    }
+    ir::Node f;
+    f.name = a.name + " + " + b.name;
+    f.op_type = "FusedConvDw";
+    f.domain = kCpuDomain;
+    const auto in = [](const ir::Node& n, size_t k) { return n.inputs.size() > k ? n.inputs[k] : std::string(); };
+    f.inputs = {a.inputs[0], a.inputs[1], in(a, 2), b.inputs[1], in(b, 2)};
+    f.outputs = b.outputs;
+    for (const auto& [k, v] : a.attrs)
+      if (k != "onnx_opset") f.attrs["pw_" + k] = v;
+    for (const auto& [k, v] : b.attrs)
+      if (k != "onnx_opset") f.attrs["dw_" + k] = v;
+    if (auto it = a.attrs.find("onnx_opset"); it != a.attrs.end()) f.attrs["onnx_opset"] = it->second;
+    g.nodes[j] = std::move(f);  // at the depthwise conv's place: its other inputs exist there
+    drop[i] = true;
+    ++rewrites;
+  }
+  std::vector<ir::Node> kept;
+  kept.reserve(g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+  return rewrites;
+}
+
+namespace {
+int fuse_conv_dw_default(ir::Model& m) { return fuse_conv_dw(m, kMinFuseBytes); }
+}  // namespace
+
+void add_conv_dw_passes(std::vector<CpuPass>& p) { p.push_back({"fuse_conv_dw", fuse_conv_dw_default}); }
+
+// ---------------------------------------------------------------------------------------------
+// Fast kernel.
+
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using ddt = memory::data_type;
+using dims = memory::dims;
+using onednn::engine;
+using onednn::thread_state;
+using onednn::ThreadState;
+
+// A 64-byte-aligned per-thread buffer for the bands (oneDNN's kernels are markedly slower on
+// less aligned rows: 20-30% for the depthwise conv measured).
+struct BandBuffer {
+  float* p = nullptr;
+  size_t cap = 0;
+  ~BandBuffer() { std::free(p); }
+  float* get(size_t floats) {
+    if (floats > cap) {
+      std::free(p);
+      const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) throw std::bad_alloc();
+      cap = bytes / sizeof(float);
+    }
+    return p;
+  }
+};
+BandBuffer& band_buffer() {
+  static thread_local BandBuffer b;
+  return b;
+}
+
+dnnl::post_ops activation_post_ops(const std::string& act, float a, float b) {
+  dnnl::post_ops po;
+  if (act == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  else if (act == "Clip") po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, a, b);
+  return po;
+}
+
+class FastConvDw final : public PreparedKernel {
+ public:
+  struct Step {
+    dnnl::convolution_forward prim;
+    memory::desc src, dst, scratch_desc;
+    std::shared_ptr<memory> weights;
+    size_t scratch = 0;
+  };
+  // Output rows [r0, r1) need 1x1 rows [lo, hi); rows [lo, from) are already in the buffer
+  // (the previous band's last rows, moved to its front), rows [from, hi) are computed.
+  struct Band {
+    int64_t r0 = 0, r1 = 0, lo = 0, hi = 0, from = 0;
+    Step pw, dw;
+  };
+  struct Plan {
+    bool ok = false;
+    Shape y_shape;
+    std::vector<std::vector<Band>> parts;  // one per thread: contiguous output rows
+    int64_t buf_rows = 0, x_image = 0, y_image = 0, row = 0;  // row: floats in one 1x1 output row
+    int64_t C = 0, W = 0, OW = 0, M = 0;
+  };
+
+  FastConvDw(const PrepareContext& pc, KernelFn ref) : ref_(ref) {
+    W1_ = *pc.constant(1);
+    if (const Tensor* b = pc.constant(2)) B1_ = *b;
+    W2_ = *pc.constant(3);
+    if (const Tensor* b = pc.constant(4)) B2_ = *b;
+    S_ = pc.attr_ints("dw_strides")[0];
+    pw_act_ = pc.attr_s("pw_activation", "");
+    dw_act_ = pc.attr_s("dw_activation", "");
+    pw_a_ = pc.attr_f("pw_activation_alpha", 0.f), pw_b_ = pc.attr_f("pw_activation_beta", 0.f);
+    dw_a_ = pc.attr_f("dw_activation_alpha", 0.f), dw_b_ = pc.attr_f("dw_activation_beta", 0.f);
+  }
+
+  static std::unique_ptr<PreparedKernel> prepare(const PrepareContext& pc, std::string* why) {
+    const ir::Node& n = pc.node();
+    const Tensor* w1 = pc.constant(1);
+    const Tensor* w2 = pc.constant(3);
+    if (!w1 || !w2 || w1->dtype() != DType::Float32 || w2->dtype() != DType::Float32 || w1->rank() != 4 || w2->rank() != 4)
+      return *why = "weights not constant float32 4-D tensors", nullptr;
+    const int64_t M = w1->dim(0);
+    if (w1->dim(2) != 1 || w1->dim(3) != 1 || w2->dim(0) != M || w2->dim(1) != 1 || w2->dim(2) != 3 || w2->dim(3) != 3)
+      return *why = "weights not [M, C, 1, 1] and [M, 1, 3, 3]", nullptr;
+    for (size_t k : {2u, 4u})
+      if (n.has_input(k)) {
+        const Tensor* b = pc.constant(k);
+        if (!b || b->dtype() != DType::Float32 || b->rank() != 1 || b->dim(0) != M)
+          return *why = "bias not a constant float32 [M]", nullptr;
+      }
+    // What the pass guarantees, checked again (a hand-made node may differ).
+    const auto st = pc.attr_ints("dw_strides");
+    if (st.size() != 2 || st[0] != st[1] || (st[0] != 1 && st[0] != 2)) return *why = "depthwise stride not 1 or 2", nullptr;
+    if (pc.attr_ints("dw_pads") != std::vector<int64_t>{1, 1, 1, 1}) return *why = "depthwise pads not 1", nullptr;
+    if (pc.attr_i("dw_group", 1) != M || pc.attr_i("pw_group", 1) != 1) return *why = "groups", nullptr;
+    if (pc.attr_s("pw_layout", "NCHW") != "NHWC" || pc.attr_s("dw_layout", "NCHW") != "NHWC")
+      return *why = "layout not NHWC", nullptr;
+    for (const char* a : {"pw_strides", "pw_dilations", "dw_dilations"})
+      if (!all_equal(pc.attr_ints(a), 1)) return *why = std::string(a) + " not 1", nullptr;
+    if (!all_equal(pc.attr_ints("pw_pads"), 0)) return *why = "1x1 conv padded", nullptr;
+    const std::string pap = pc.attr_s("pw_auto_pad", "NOTSET"), dap = pc.attr_s("dw_auto_pad", "NOTSET");
+    if ((pap != "NOTSET" && pap != "VALID") || dap != "NOTSET") return *why = "auto_pad", nullptr;
+    for (const char* a : {"pw_activation", "dw_activation"}) {
+      const std::string act = pc.attr_s(a, "");
+      if (!act.empty() && act != "Relu" && act != "Clip") return *why = "activation " + act, nullptr;
+    }
+    const KernelDef* ref = reference_of(pc);
+    if (!ref) return *why = "no reference kernel", nullptr;
+    return std::make_unique<FastConvDw>(pc, ref->fn);
+  }
+
+  std::string name() const override { return "onednn_conv_dw"; }
+  size_t state_bytes() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    size_t b = 0;
+    for (const auto& [d, m] : weights_) b += d.get_size();
+    return b;
+  }
+
+  void run(KernelContext& ctx) const override {
+    const Tensor& x = ctx.input(0);
+    if (x.dtype() != DType::Float32 || x.rank() != 4 || x.dim(0) == 0 || x.dim(3) != W1_.dim(1) || x.numel() == 0)
+      return ref_(ctx);
+    const int threads = in_parallel_region() ? 1 : num_threads();
+    std::shared_ptr<const Plan> p = plan(x.shape(), threads);
+    if (!p->ok) return ref_(ctx);
+    Tensor& y = ctx.alloc_output(0, DType::Float32, p->y_shape, KernelContext::Init::Uninit);
+    const float* xp = x.data<float>();
+    float* yp = y.data<float>();
+    const float* b1 = B1_.empty_value() ? nullptr : B1_.data<float>();
+    const float* b2 = B2_.empty_value() ? nullptr : B2_.data<float>();
+    const memory::desc bias({p->M}, ddt::f32, tag::x);
+    const int64_t np = static_cast<int64_t>(p->parts.size());
+    auto exec = [&](int64_t task) {
+      const auto& bands = p->parts[static_cast<size_t>(task % np)];
+      const int64_t n = task / np;
+      ThreadState& ts = thread_state();
+      float* buf = band_buffer().get(static_cast<size_t>(p->buf_rows * p->row));
+      const float* xi = xp + n * p->x_image;
+      float* yi = yp + n * p->y_image;
+      omp_set_num_threads(1);
+      auto run_step = [&](const Step& s, const void* src, void* dst, const float* b) {
+        memory ms(s.src, engine(), const_cast<void*>(src)), md(s.dst, engine(), dst);
+        std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, *s.weights}, {DNNL_ARG_DST, md}};
+        if (b) args.emplace(DNNL_ARG_BIAS, memory(bias, engine(), const_cast<float*>(b)));
+        if (s.scratch) args.emplace(DNNL_ARG_SCRATCHPAD, memory(s.scratch_desc, engine(), ts.scratchpad(s.scratch)));
+        s.prim.execute(ts.stream, args);
+        ts.stream.wait();
+      };
+      int64_t held_lo = 0;  // the 1x1 row at the buffer's front
+      for (const Band& bd : bands) {
+        if (bd.from > bd.lo) {  // keep rows [lo, from) of the previous band: move them to the front
+          if (bd.lo != held_lo)
+            std::memmove(buf, buf + (bd.lo - held_lo) * p->row, static_cast<size_t>((bd.from - bd.lo) * p->row) * sizeof(float));
+        }
+        if (bd.hi > bd.from) run_step(bd.pw, xi + bd.from * p->W * p->C, buf + (bd.from - bd.lo) * p->row, b1);
+        held_lo = bd.lo;
+        run_step(bd.dw, buf, yi + bd.r0 * p->OW * p->M, b2);
+      }
+    };
+    const int64_t tasks = x.dim(0) * np;
+    if (tasks == 1 || threads == 1) {
+      for (int64_t t = 0; t < tasks; ++t) exec(t);
+      return;
+    }
+    parallel_tasks(tasks, exec);
+  }
+
+ private:
+  std::shared_ptr<const Plan> plan(const Shape& xs, int threads) const {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto key = std::make_pair(xs, threads);
+    if (auto it = plans_.find(key); it != plans_.end()) return it->second;
+    auto p = std::make_shared<Plan>();
+    omp_set_num_threads(1);  // primitives run single-threaded (see conv.cpp, FastConv::plan)
+    try {
+      build(xs, threads, *p);
+    } catch (const dnnl::error&) {
+      p->ok = false;
+    }
+    plans_[key] = p;
+    return p;
+  }
+
+  Step make_step(const memory::desc& src, const memory::desc& dst, bool pw, int64_t pt, int64_t pb) const {
+    Step s;
+    s.src = src, s.dst = dst;
+    const int64_t M = W1_.dim(0), C = W1_.dim(1);
+    const dims wd = pw ? dims{M, C, 1, 1} : dims{M, 1, 1, 3, 3};
+    memory::desc wany(wd, ddt::f32, tag::any), bias({M}, ddt::f32, tag::x);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    attr.set_post_ops(pw ? activation_post_ops(pw_act_, pw_a_, pw_b_) : activation_post_ops(dw_act_, dw_a_, dw_b_));
+    const bool has_b = pw ? !B1_.empty_value() : !B2_.empty_value();
+    const auto prop = dnnl::prop_kind::forward_inference;
+    const auto alg = dnnl::algorithm::convolution_direct;
+    const dims st = pw ? dims{1, 1} : dims{S_, S_}, dl{0, 0}, pl = pw ? dims{0, 0} : dims{pt, 1},
+               pr = pw ? dims{0, 0} : dims{pb, 1};
+    auto d = has_b ? dnnl::convolution_forward::desc(prop, alg, src, wany, bias, dst, st, dl, pl, pr)
+                   : dnnl::convolution_forward::desc(prop, alg, src, wany, dst, st, dl, pl, pr);
+    dnnl::convolution_forward::primitive_desc pd(d, attr, engine());
+    if (is_reference_impl(pd.impl_info_str())) throw dnnl::error(dnnl_unimplemented, "reference implementation");
+    s.prim = dnnl::convolution_forward(pd);
+    s.scratch_desc = pd.scratchpad_desc();
+    s.scratch = s.scratch_desc.get_size();
+    s.weights = weights_for(pd.weights_desc(), wd, pw ? W1_ : W2_, pw ? tag::oihw : tag::goihw);
+    return s;
+  }
+
+  void build(const Shape& xs, int threads, Plan& p) const {
+    const int64_t N = xs[0], H = xs[1], Wd = xs[2], C = xs[3], M = W1_.dim(0), S = S_;
+    const int64_t OH = (H - 1) / S + 1, OW = (Wd - 1) / S + 1;  // 3x3, pads 1
+    try {
+      if (static_cast<uint64_t>(checked_numel({N, H, Wd, M})) > max_tensor_bytes() / sizeof(float)) return;
+    } catch (const Error&) {
+      return;
+    }
+    p.C = C, p.W = Wd, p.OW = OW, p.M = M;
+    p.row = Wd * M;
+    p.x_image = H * Wd * C;
+    p.y_image = OH * OW * M;
+    p.y_shape = {N, OH, OW, M};
+    // Output rows per band: about kBandBytes of 1x1 rows (at least one output row).
+    const int64_t rows_in = std::max<int64_t>(3, kBandBytes / std::max<int64_t>(1, p.row * 4));
+    const int64_t br = std::max<int64_t>(1, (rows_in - 3) / S + 1);
+    const int64_t T = std::min<int64_t>(threads, OH);
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t q0 = OH * t / T, q1 = OH * (t + 1) / T;
+      if (q1 == q0) continue;
+      std::vector<Band> bands;
+      int64_t held_hi = -1;
+      for (int64_t r0 = q0; r0 < q1; r0 += br) {
+        Band bd;
+        bd.r0 = r0, bd.r1 = std::min(q1, r0 + br);
+        const int64_t lo = bd.r0 * S - 1, hi = (bd.r1 - 1) * S - 1 + 3;
+        const int64_t pt = std::max<int64_t>(0, -lo), pb = std::max<int64_t>(0, hi - H);
+        bd.lo = std::max<int64_t>(lo, 0), bd.hi = std::min(hi, H);
+        bd.from = held_hi > bd.lo ? held_hi : bd.lo;
+        if (bd.hi > bd.from)
+          bd.pw = make_step(memory::desc({1, C, bd.hi - bd.from, Wd}, ddt::f32, tag::nhwc),
+                            memory::desc({1, M, bd.hi - bd.from, Wd}, ddt::f32, tag::nhwc), true, 0, 0);
+        bd.dw = make_step(memory::desc({1, M, bd.hi - bd.lo, Wd}, ddt::f32, tag::nhwc),
+                          memory::desc({1, M, bd.r1 - bd.r0, OW}, ddt::f32, tag::nhwc), false, pt, pb);
+        p.buf_rows = std::max(p.buf_rows, bd.hi - bd.lo);
+        held_hi = bd.hi;
+        bands.push_back(std::move(bd));
+      }
+      p.parts.push_back(std::move(bands));
+    }
+    p.ok = true;
+  }
+
+  // The weights w in layout wd, reordered once per layout (callers hold mu_).
+  std::shared_ptr<memory> weights_for(const memory::desc& wd, const dims& wdims, const Tensor& w, tag plain_tag) const {
+    for (const auto& [desc, mem] : weights_)
+      if (desc == wd && mem.first == &w) return mem.second;
+    auto mem = std::make_shared<memory>(wd, engine());
+    memory::desc plain(wdims, ddt::f32, plain_tag);
+    memory src(plain, engine(), const_cast<void*>(w.raw()));
+    dnnl::stream s(engine());
+    dnnl::reorder(src, *mem).execute(s, src, *mem);
+    s.wait();
+    weights_.emplace_back(wd, std::make_pair(&w, mem));
+    return mem;
+  }
+
+  KernelFn ref_;
+  Tensor W1_, B1_, W2_, B2_;
+  int64_t S_ = 1;
+  std::string pw_act_, dw_act_;
+  float pw_a_ = 0, pw_b_ = 0, dw_a_ = 0, dw_b_ = 0;
+  mutable std::mutex mu_;
+  mutable std::map<std::pair<Shape, int>, std::shared_ptr<const Plan>> plans_;
+  mutable std::vector<std::pair<memory::desc, std::pair<const Tensor*, std::shared_ptr<memory>>>> weights_;
+};
+
+}  // namespace
+
+void register_fast_conv_dw(FastRegistry& r) { r.add({"FusedConvDw", kCpuDomain, "onednn_conv_dw", FastConvDw::prepare}); }
+
+}  // namespace opennpu::cpu

@@ -1,0 +1,352 @@
+// FusedConvDw (cpu/fast/conv_dw.cpp): a 1x1 conv and the depthwise 3x3 conv after it as one op.
+//  - The fast kernel (banded oneDNN primitives) vs the reference kernel (the two reference
+//    FusedConv kernels in sequence) on many shapes: channel counts that are not multiples of 16,
+//    odd spatial sizes, stride 1 and 2, batch 1 and 2, with and without bias, each activation,
+//    at 1 and 2 threads; Executor::implementations() shows the fused kernel ran.
+//  - The pass (fuse_conv_dw) on ONNX graphs Conv 1x1 (+Clip) -> depthwise Conv 3x3 (+Clip):
+//    through the Executor (fast path vs the pure reference run of the ONNX graph), what it fuses
+//    and what it leaves (small or unknown intermediate shapes, an intermediate read twice, a
+//    residual, a 5x5 or padded-differently depthwise conv).
+//
+// Tolerance: |fast - reference| <= 1e-4 * max(1, max |reference|) per output (fp32; the kernels
+// sum the products in different orders).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/parallel.h"
+#include "cpu/executor.h"
+#include "cpu/fast/conv.h"
+#include "graph_builders.h"
+
+using namespace opennpu;
+using namespace opennpu::cpu;
+using test_graph::vi;
+
+namespace {
+
+Tensor random_tensor(Shape s, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  Tensor t(DType::Float32, std::move(s));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+  return t;
+}
+
+ir::Attribute ints(std::vector<int64_t> v) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::Ints;
+  a.ints = std::move(v);
+  return a;
+}
+ir::Attribute str(std::string s) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::String;
+  a.s = std::move(s);
+  return a;
+}
+ir::Attribute num(int64_t i) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::Int;
+  a.i = i;
+  return a;
+}
+ir::Attribute flt(float f) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::Float;
+  a.f = f;
+  return a;
+}
+
+double rel_err(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != DType::Float32 || b.dtype() != DType::Float32) return INFINITY;
+  double scale = 1, err = 0;
+  for (int64_t i = 0; i < b.numel(); ++i) scale = std::max(scale, (double)std::fabs(b.data<float>()[i]));
+  for (int64_t i = 0; i < b.numel(); ++i) err = std::max(err, (double)std::fabs(a.data<float>()[i] - b.data<float>()[i]));
+  return err / scale;
+}
+constexpr double kTol = 1e-4;
+
+int count_impl(const Executor& ex, const std::string& impl) {
+  int n = 0;
+  for (const auto& i : ex.implementations()) n += i.impl == impl;
+  return n;
+}
+int count_op(const Executor& ex, const std::string& op) {
+  int n = 0;
+  for (const auto& nd : ex.executed_model().graph.nodes) n += nd.op_type == op;
+  return n;
+}
+
+struct Case {
+  int64_t N, C, H, W, M, S;
+  bool bias1 = true, bias2 = true;
+  std::string act1 = "Clip", act2 = "Clip";
+};
+
+std::string describe(const Case& c) {
+  return fmt::format("N{} C{} {}x{} M{} stride {} bias {}/{} act '{}'/'{}'", c.N, c.C, c.H, c.W, c.M, c.S, c.bias1, c.bias2,
+                     c.act1, c.act2);
+}
+
+void set_act(ir::Node& n, const std::string& prefix, const std::string& act) {
+  if (act.empty()) return;
+  n.attrs[prefix + "activation"] = str(act);
+  n.attrs[prefix + "activation_alpha"] = flt(0.f);
+  n.attrs[prefix + "activation_beta"] = flt(act == "Clip" ? 6.f : 0.f);
+}
+
+// A model of one FusedConvDw node on an NHWC input (what the pass creates).
+ir::Model fused_model(const Case& c, uint32_t seed) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.opsets[kCpuDomain] = 1;
+  ir::Graph& g = m.graph;
+  const int64_t OH = (c.H - 1) / c.S + 1, OW = (c.W - 1) / c.S + 1;
+  g.inputs.push_back(vi("X", {c.N, c.H, c.W, c.C}));
+  g.outputs.push_back(vi("Y", {c.N, OH, OW, c.M}));
+  g.initializers["W1"] = random_tensor({c.M, c.C, 1, 1}, seed, -0.5f, 0.5f);
+  g.initializers["W2"] = random_tensor({c.M, 1, 3, 3}, seed + 1, -0.5f, 0.5f);
+  if (c.bias1) g.initializers["B1"] = random_tensor({c.M}, seed + 2);
+  if (c.bias2) g.initializers["B2"] = random_tensor({c.M}, seed + 3);
+  ir::Node n;
+  n.name = "pw+dw";
+  n.op_type = "FusedConvDw";
+  n.domain = kCpuDomain;
+  n.inputs = {"X", "W1", c.bias1 ? "B1" : "", "W2", c.bias2 ? "B2" : ""};
+  n.outputs = {"Y"};
+  n.attrs["onnx_opset"] = num(17);
+  n.attrs["pw_kernel_shape"] = ints({1, 1});
+  n.attrs["pw_strides"] = ints({1, 1});
+  n.attrs["pw_pads"] = ints({0, 0, 0, 0});
+  n.attrs["pw_group"] = num(1);
+  n.attrs["pw_layout"] = str("NHWC");
+  n.attrs["dw_kernel_shape"] = ints({3, 3});
+  n.attrs["dw_strides"] = ints({c.S, c.S});
+  n.attrs["dw_pads"] = ints({1, 1, 1, 1});
+  n.attrs["dw_group"] = num(c.M);
+  n.attrs["dw_layout"] = str("NHWC");
+  set_act(n, "pw_", c.act1);
+  set_act(n, "dw_", c.act2);
+  g.nodes.push_back(n);
+  return m;
+}
+
+}  // namespace
+
+TEST(FastConvDw, KernelMatchesReference) {
+  std::vector<Case> cases = {
+      {1, 16, 112, 112, 96, 2},  // mobilenet_v2 features.2
+      {1, 24, 56, 56, 144, 1},   // features.3
+      {1, 24, 56, 56, 144, 2},   // features.4
+      {1, 32, 28, 28, 192, 1},
+      {2, 13, 17, 15, 37, 1},    // odd everything, batch 2
+      {2, 13, 17, 15, 37, 2},
+      {1, 7, 9, 11, 20, 2},
+      {1, 5, 1, 1, 3, 1},        // one pixel
+      {1, 5, 2, 3, 17, 2},
+      {2, 40, 30, 29, 120, 1},
+      {1, 17, 61, 63, 100, 2},   // odd height, stride 2, several bands
+      {1, 8, 200, 3, 24, 1},     // tall and narrow
+      {1, 8, 201, 5, 24, 2},
+      {1, 9, 23, 301, 200, 1},   // wide rows: bands of one output row (two rows kept)
+      {2, 6, 20, 150, 333, 2},   // wide rows, stride 2: one row kept per band
+  };
+  // Variants: no bias, Relu / no activation.
+  const size_t base = cases.size();
+  for (size_t i = 0; i < base; i += 3) {
+    Case c = cases[i];
+    c.bias1 = false, c.act1 = "Relu", c.act2 = "";
+    cases.push_back(c);
+    c.bias2 = false, c.bias1 = true, c.act1 = "", c.act2 = "Relu";
+    cases.push_back(c);
+  }
+  uint32_t seed = 11;
+  for (const Case& c : cases) {
+    seed += 10;
+    ir::Model m = fused_model(c, seed);
+    std::map<std::string, Tensor> feeds{{"X", random_tensor({c.N, c.H, c.W, c.C}, seed + 5, -2.f, 2.f)}};
+    const Tensor want = Executor(m, RunOptions{.fast = false}).run(feeds).at("Y");
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(describe(c) + fmt::format(", {} threads", threads));
+      set_num_threads(threads);
+      Executor ex(m);
+      EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1);
+      const Tensor got = ex.run(feeds).at("Y");
+      const Tensor again = ex.run(feeds).at("Y");  // cached plan, reused buffers
+      EXPECT_LE(rel_err(got, want), kTol);
+      EXPECT_LE(rel_err(again, want), kTol);
+    }
+  }
+  set_num_threads(0);
+}
+
+// The reference kernel is the composition of the two reference FusedConv kernels (checked here
+// against the ONNX graph it replaces, so the kernel test above compares against the right thing).
+TEST(FastConvDw, PassOnSmallShapesMatchesOnnxGraph) {
+  for (int64_t S : {1, 2}) {
+    ir::Model m;
+    m.opsets[""] = 13;
+    auto& g = m.graph;
+    g.inputs.push_back(vi("x", {2, 5, 9, 7}));
+    g.outputs.push_back(vi("y", {2, 11, (9 - 1) / S + 1, (7 - 1) / S + 1}));
+    g.initializers["w1"] = random_tensor({11, 5, 1, 1}, 1);
+    g.initializers["b1"] = random_tensor({11}, 2);
+    g.initializers["w2"] = random_tensor({11, 1, 3, 3}, 3);
+    g.initializers["lo"] = Tensor::scalar_f32(0.f);
+    g.initializers["hi"] = Tensor::scalar_f32(6.f);
+    g.nodes.push_back(test_graph::node("Conv", {"x", "w1", "b1"}, {"e"}));
+    g.nodes.push_back(test_graph::node("Clip", {"e", "lo", "hi"}, {"er"}));
+    auto dw = test_graph::node("Conv", {"er", "w2"}, {"d"});
+    dw.attrs["group"] = num(11);
+    dw.attrs["pads"] = ints({1, 1, 1, 1});
+    dw.attrs["strides"] = ints({S, S});
+    g.nodes.push_back(dw);
+    g.nodes.push_back(test_graph::node("Relu", {"d"}, {"y"}));
+    std::map<std::string, Tensor> feeds{{"x", random_tensor({2, 5, 9, 7}, 4, -3.f, 3.f)}};
+    const Tensor want = Executor(m, RunOptions{.fast = false}).run(feeds).at("y");
+
+    ir::Model f = m;
+    f.opsets[kCpuDomain] = 1;
+    fuse_conv_activation(f);
+    conv_layout_nhwc(f);
+    EXPECT_EQ(fuse_conv_dw(f, 1 << 20), 0) << "shape of the intermediate unknown: not fused";
+    ASSERT_EQ(fuse_conv_dw(f, 0), 1);
+    int fused = 0, convs = 0;
+    for (const auto& n : f.graph.nodes) {
+      fused += n.op_type == "FusedConvDw";
+      convs += n.op_type == "FusedConv";
+    }
+    EXPECT_EQ(fused, 1);
+    EXPECT_EQ(convs, 0);
+    // The fused model with reference kernels only, and with the fast ones.
+    EXPECT_LE(rel_err(Executor(f, RunOptions{.fast = false}).run(feeds).at("y"), want), kTol) << "stride " << S;
+    Executor ex(f);
+    EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1);
+    EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kTol) << "stride " << S;
+  }
+}
+
+// Through the Executor's own passes: mobilenet-like block with shapes known (value_info, as the
+// model loader fills it), an intermediate over the pass's threshold (1 MB per image).
+namespace {
+
+struct Block {
+  ir::Model m;
+  uint32_t seed = 40;
+  Block() { m.opsets[""] = 13; }
+  void add(const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
+    m.graph.nodes.push_back(test_graph::node(op, std::move(in), std::move(out)));
+  }
+  ir::Node& last() { return m.graph.nodes.back(); }
+  void known(const std::string& v, Shape s) { m.graph.value_info[v] = vi(v, s); }
+  void conv(const std::string& x, const std::string& y, int64_t C, int64_t M, int64_t k, int64_t stride, int64_t group,
+            int64_t pad) {
+    m.graph.initializers[y + "_W"] = random_tensor({M, C / group, k, k}, ++seed, -0.3f, 0.3f);
+    m.graph.initializers[y + "_B"] = random_tensor({M}, ++seed, -0.1f, 0.1f);
+    add("Conv", {x, y + "_W", y + "_B"}, {y});
+    last().attrs["strides"] = ints({stride, stride});
+    last().attrs["pads"] = ints({pad, pad, pad, pad});
+    last().attrs["group"] = num(group);
+  }
+  void clip6(const std::string& x, const std::string& y) {
+    m.graph.initializers[y + "_lo"] = Tensor::scalar_f32(0.f);
+    m.graph.initializers[y + "_hi"] = Tensor::scalar_f32(6.f);
+    add("Clip", {x, y + "_lo", y + "_hi"}, {y});
+  }
+};
+
+// x [N, C, H, W] -> 1x1 to M + Clip -> depthwise 3x3 (stride S, pad dwpad, kernel dwk) + Clip.
+Block expand_dw(int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t S, int64_t dwk = 3, int64_t dwpad = 1) {
+  Block b;
+  const int64_t OH = (H + 2 * dwpad - dwk) / S + 1, OW = (W + 2 * dwpad - dwk) / S + 1;
+  b.m.graph.inputs.push_back(vi("x", {N, C, H, W}));
+  b.m.graph.outputs.push_back(vi("y", {N, M, OH, OW}));
+  b.conv("x", "e", C, M, 1, 1, 1, 0);
+  b.clip6("e", "er");
+  b.conv("er", "d", M, M, dwk, S, M, dwpad);
+  b.clip6("d", "y");
+  b.known("e", {N, M, H, W});
+  b.known("er", {N, M, H, W});
+  b.known("d", {N, M, OH, OW});
+  return b;
+}
+
+void expect_fast_equals_reference(const ir::Model& m, const Shape& xs, const std::string& what) {
+  std::map<std::string, Tensor> feeds{{"x", random_tensor(xs, 9, -2.f, 2.f)}};
+  const Tensor want = Executor(m, RunOptions{.fast = false}).run(feeds).at("y");
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE(what + fmt::format(", {} threads", threads));
+    set_num_threads(threads);
+    Executor ex(m);
+    EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kTol);
+    EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kTol);
+  }
+  set_num_threads(0);
+}
+
+}  // namespace
+
+TEST(FastConvDw, ExecutorFusesLargeIntermediates) {
+  struct Shp {
+    int64_t N, C, H, W, M, S;
+  };
+  // Intermediates of 1.04-4.8 MB per image (over the 1 MB threshold).
+  for (const Shp& s : {Shp{1, 16, 112, 112, 96, 2}, Shp{2, 24, 57, 55, 88, 1}, Shp{1, 13, 61, 59, 75, 2}}) {
+    Block b = expand_dw(s.N, s.C, s.H, s.W, s.M, s.S);
+    const std::string what = fmt::format("{}x{}x{} -> {} stride {}", s.C, s.H, s.W, s.M, s.S);
+    expect_fast_equals_reference(b.m, {s.N, s.C, s.H, s.W}, what);
+    Executor ex(b.m);
+    EXPECT_EQ(count_op(ex, "FusedConvDw"), 1) << what;
+    EXPECT_EQ(count_op(ex, "FusedConv"), 0) << what;
+    EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1) << what;
+  }
+}
+
+TEST(FastConvDw, ExecutorLeavesOtherPairs) {
+  // Intermediate under the threshold (28x28x192 = 0.6 MB): stays two convs.
+  {
+    Block b = expand_dw(1, 32, 28, 28, 192, 1);
+    Executor ex(b.m);
+    EXPECT_EQ(count_op(ex, "FusedConvDw"), 0);
+    EXPECT_EQ(count_impl(ex, "onednn_conv"), 2);
+  }
+  // Shape unknown (no value_info).
+  {
+    Block b = expand_dw(1, 16, 64, 64, 96, 2);
+    b.m.graph.value_info.clear();
+    Executor ex(b.m);
+    EXPECT_EQ(count_op(ex, "FusedConvDw"), 0);
+  }
+  // 5x5 depthwise, and a 3x3 depthwise with pads 0: not this fusion.
+  for (auto [k, pad] : {std::pair<int64_t, int64_t>{5, 2}, {3, 0}}) {
+    Block b = expand_dw(1, 16, 64, 64, 96, 1, k, pad);
+    expect_fast_equals_reference(b.m, {1, 16, 64, 64}, fmt::format("dw {}x{} pad {}", k, k, pad));
+    Executor ex(b.m);
+    EXPECT_EQ(count_op(ex, "FusedConvDw"), 0) << k << " " << pad;
+  }
+  // The intermediate is also read by another node (here a graph output): not fused.
+  {
+    Block b = expand_dw(1, 16, 64, 64, 96, 1);
+    b.m.graph.outputs.push_back(vi("er", {1, 96, 64, 64}));
+    std::map<std::string, Tensor> feeds{{"x", random_tensor({1, 16, 64, 64}, 3)}};
+    Executor ex(b.m);
+    EXPECT_EQ(count_op(ex, "FusedConvDw"), 0);
+    auto got = ex.run(feeds);
+    auto want = Executor(b.m, RunOptions{.fast = false}).run(feeds);
+    EXPECT_LE(rel_err(got.at("er"), want.at("er")), kTol);
+    EXPECT_LE(rel_err(got.at("y"), want.at("y")), kTol);
+  }
+  // A residual Add after the depthwise conv (a sum post-op): not fused, still right.
+  {
+    Block b = expand_dw(1, 16, 64, 64, 96, 1);
+    auto& g = b.m.graph;
+    g.nodes.pop_back();  // the last Clip: the depthwise conv's output gets the Add
+    g.initializers["z"] = random_tensor({1, 96, 64, 64}, 8);
+    b.add("Add", {"d", "z"}, {"y"});
+    expect_fast_equals_reference(b.m, {1, 16, 64, 64}, "residual");
+    Executor ex(b.m);
+    EXPECT_EQ(count_op(ex, "FusedConvDw"), 0);
+  }
+}
