@@ -137,7 +137,10 @@ class Pool {
     for (;;) {
       const std::function<void(int)>* task;
       std::shared_ptr<Region> region;
-      spin_until([&] { return gen_.load(std::memory_order_acquire) != seen; }, kSpin);
+      const uint64_t parked = park_.load(std::memory_order_relaxed);
+      spin_until([&] {
+        return gen_.load(std::memory_order_acquire) != seen || park_.load(std::memory_order_relaxed) != parked;
+      }, kSpin);
       {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
@@ -177,6 +180,9 @@ class Pool {
   std::atomic<int> pending_{0};       // written under mu_, read without it while spinning
   std::atomic<uint64_t> gen_{0};      // likewise
   bool stop_ = false;
+
+ public:
+  std::atomic<uint64_t> park_{0};  // bumped by park_workers(): spinning workers go to sleep now
 };
 }  // namespace
 
@@ -206,6 +212,8 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, in
   Pool::get().run(static_cast<int>(nt), task);
   if (err) std::rethrow_exception(err);
 }
+
+void park_workers() { Pool::get().park_.fetch_add(1, std::memory_order_relaxed); }
 
 void parallel_tasks(int64_t n, const std::function<void(int64_t)>& fn) {
   if (n <= 0) return;

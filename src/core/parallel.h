@@ -20,5 +20,9 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, in
 // work. Which thread runs an index depends on timing, so fn(i)'s result must not depend on the
 // thread. Nested calls and num_threads() == 1 run serially on the caller.
 void parallel_tasks(int64_t n, const std::function<void(int64_t)>& fn);
+// Pool workers spin for a while after a region (the next layer's region usually follows within
+// microseconds) before sleeping. Code about to run threads of its own on the cores (the RNN team)
+// calls this first: spinning workers go to sleep at once instead of competing with those threads.
+void park_workers();
 
 }  // namespace opennpu

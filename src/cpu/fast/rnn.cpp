@@ -403,6 +403,7 @@ class Team {
       --cooldown_;
       return false;
     }
+    park_workers();  // pool workers still spinning after the last layer would take the helpers' cores
     takeovers_.store(0, std::memory_order_relaxed);
     const uint64_t base = next_id_;  // step k has id base + 2 + k
     next_id_ += static_cast<uint64_t>(job.steps) + 2;
@@ -1039,8 +1040,11 @@ class FastRnn final : public PreparedKernel {
       r.team = false;
       if (pre_chunks) project();
       ChunkScratch& pv = chunk_scratch();
+      // Odd steps take the chunks in reverse order: the recurrence weights read last in one step
+      // (still in cache: all of them rarely fit) are the first the next step needs.
       for (int64_t k = 0; k < steps; ++k)
-        for (int64_t c = 0; c < nchunk_; ++c) {
+        for (int64_t i = 0; i < nchunk_; ++i) {
+          const int64_t c = k % 2 ? nchunk_ - 1 - i : i;
           chunk_compute(r, c, k, pv);
           chunk_commit(r, c, k, pv);
         }
