@@ -12,6 +12,28 @@
 // Z not of the output's shape (broadcast), and shapes where oneDNN only offers its reference
 // implementation.
 //
+// Winograd: NHWC 3x3 stride-1 dilation-1 group-1 convs with >= kWinoMinChannels input and output
+// channels, no activation or Relu (oneDNN's wino kernels refuse Clip / LeakyRelu with a slope /
+// Sigmoid / Tanh; the residual sum is accepted), run on oneDNN's Winograd kernels
+// (jit_fp32_wino_2x3 / jit_wino_4x3, whichever oneDNN picks for the chunk; 2.25x / 4x fewer
+// multiplies). They refuse NHWC: each chunk reorders its NHWC input rows into a blocked
+// (nChw16c) tensor, and Z's rows into the blocked output for the sum, runs the primitive and
+// reorders the result back, in per-thread buffers (no allocation in the steady state). The
+// reorders are ~2% of the conv (64 ch at 56x56: 0.04 of 1.04 ms). Chunks (see Threads below):
+// when the weights outweigh an image's channel plane (M*9 > H*W: resnet50's 28x28, 14x14, 7x7
+// layers) chunks of output channels (multiples of 16) over the whole image, so each thread reads
+// only its share of the transformed weights (16/9 or 36/9 the size of the plain ones); else
+// chunks of output rows, at least 2 per image even on one thread (oneDNN then picks the 4x3
+// kernel, faster there). resnet50's 3x3 stride-1 layers (per-layer, opennpu profile --device
+// cpu, direct -> Winograd): 1 thread 64@56x56 2.0 -> 0.8 ms, 128@28x28 2.0 -> 0.9, 256@14x14
+// 1.95 -> 1.1-1.2, 512@7x7 2.1 -> 1.7-1.8; 2 threads 1.0 -> 0.39-0.46, 0.43-0.46, 0.61-0.66,
+// 1.2 -> 0.91-0.93. Row chunks for the large-weight layers were 2x slower than direct at 7x7
+// (each chunk reads all the weights). Below 32 channels wino is not faster (17 ch at 20x20:
+// 0.88x). Accuracy: Winograd rounds a little more than a direct conv (test_fast_conv: max error
+// 2.6e-6 vs 1.9e-6 of the output's scale against the fp32 reference; bound 2e-5).
+// OPENNPU_CPU_WINOGRAD=0 (read once) turns it off. A shape / post-op the wino kernels refuse
+// runs the direct conv.
+//
 // Pooling (MaxPool / AveragePool / GlobalAveragePool / GlobalMaxPool on NHWC tensors): a oneDNN
 // pooling primitive per input shape; declines ceil_mode=1 and dilations != 1.
 //
