@@ -266,13 +266,15 @@ struct Ops {
   void (*gru_reset)(const float*, const float*, const float*, float*, int64_t, float);
   void (*gru_update)(const float*, const float*, const float*, float*, float*, int64_t, float);
   void (*rnn)(const float*, const float*, float*, float*, int64_t, float);
+  void (*gemm_grouped)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, float*, int64_t);
+  int64_t nb1;  // blocks per group of the recurrence weights (Packed::group)
 };
 const Ops kGeneric{"generic", generic::gemm_packed, generic::lstm_row, generic::gru_lbr_row, generic::gru_reset_row,
-                   generic::gru_update_row, generic::rnn_row};
+                   generic::gru_update_row, generic::rnn_row, generic::gemm_grouped, generic::V::NB1};
 const Ops kAvx2{"avx2", avx2::gemm_packed, avx2::lstm_row, avx2::gru_lbr_row, avx2::gru_reset_row,
-                avx2::gru_update_row, avx2::rnn_row};
+                avx2::gru_update_row, avx2::rnn_row, avx2::gemm_grouped, avx2::V::NB1};
 const Ops kAvx512{"avx512", avx512::gemm_packed, avx512::lstm_row, avx512::gru_lbr_row, avx512::gru_reset_row,
-                  avx512::gru_update_row, avx512::rnn_row};
+                  avx512::gru_update_row, avx512::rnn_row, avx512::gemm_grouped, avx512::V::NB1};
 
 const Ops& pick_ops() {
   const auto& f = cpu_features();
@@ -295,6 +297,17 @@ struct Packed {
       for (int64_t kk = 0; kk < K; ++kk) data[static_cast<size_t>(((r / kNB) * K + kk) * kNB + r % kNB)] = Wt[r * K + kk];
   }
   int64_t width() const { return nblk * kNB; }
+  // Re-lays the whole groups of G blocks in [b0, b1) as [k][G * kNB] (see gemm_grouped); a
+  // group takes the same place as its blocks did.
+  void group(int64_t b0, int64_t b1, int64_t G) {
+    std::vector<float> tmp(static_cast<size_t>(G * K * kNB));
+    for (int64_t b = b0; b + G <= b1; b += G) {
+      float* g = data.data() + b * K * kNB;
+      for (int64_t j = 0; j < G; ++j)
+        for (int64_t k = 0; k < K; ++k) std::copy_n(g + (j * K + k) * kNB, kNB, tmp.data() + (k * G + j) * kNB);
+      std::copy(tmp.begin(), tmp.end(), g);
+    }
+  }
 };
 
 struct Direction {
@@ -731,6 +744,7 @@ class FastRnn final : public PreparedKernel {
       } else {
         dd.R = Packed(r, GH, H_);
       }
+      for (int64_t c = 0; c < nchunk_; ++c) dd.R.group(chunk_blocks(c, dd.R).first, chunk_blocks(c, dd.R).second, ops_->nb1);
       dd.bias.assign(static_cast<size_t>(dd.W.width()), 0.0f);
       if (B) {
         const float* b = B->data<float>() + d * 2 * GH;
@@ -809,6 +823,12 @@ class FastRnn final : public PreparedKernel {
   }
 
  private:
+  // The blocks [first, second) of R's columns that chunk c's gates use.
+  std::pair<int64_t, int64_t> chunk_blocks(int64_t c, const Packed& R) const {
+    const int64_t a = c * cu_, w = std::min(H_, a + cu_) - a;
+    return {gates_ * a / kNB, c == nchunk_ - 1 ? R.nblk : gates_ * (a + w) / kNB};
+  }
+
   // Threads of the recurrence team at the current thread setting (1: no team): no more than the
   // chunks, nor than the hardware threads (team threads wait for each other's chunks: more of them
   // than cores would only take turns).
@@ -874,7 +894,7 @@ class FastRnn final : public PreparedKernel {
     const int64_t a = c * cu_, w = std::min(H, a + cu_) - a, col0 = gates_ * a;
     const float* hp = r.hb + (k % 2) * sn;
     const float* cp = r.cb ? r.cb + (k % 2) * sn : nullptr;
-    const int64_t blk0 = col0 / kNB, blk1 = c == nchunk_ - 1 ? dw.R.nblk : gates_ * (a + w) / kNB;
+    const auto [blk0, blk1] = chunk_blocks(c, dw.R);
     const int64_t gw = (blk1 - blk0) * kNB;
     float* g = grow_aligned(pv.g, batch * gw);
     float* hd = grow(pv.h, batch * w);
@@ -886,7 +906,7 @@ class FastRnn final : public PreparedKernel {
       }
       hp = pv.hs.data();
     }
-    ops.gemm(hp, H, batch, H, dw.R.data.data() + blk0 * H * kNB, nullptr, 0, blk1 - blk0, g, gw);
+    ops.gemm_grouped(hp, H, batch, H, dw.R.data.data() + blk0 * H * kNB, blk1 - blk0, g, gw);
 
     auto active = [&](int64_t b, int64_t* t) {
       const int64_t L = r.lens->empty() ? r.seq : (*r.lens)[static_cast<size_t>(b)];
