@@ -346,8 +346,8 @@ TEST(FastConv, WinogradMatchesReference) {
 }
 
 // Convs the Winograd path leaves to the direct kernel: activations its kernels refuse (Clip,
-// Sigmoid, LeakyRelu with a slope), strides / dilations / kernel sizes it does not cover, groups,
-// fewer than 32 channels, and NCHW.
+// Sigmoid, LeakyRelu with a slope), strides / dilations / kernel sizes / padding it does not
+// cover, groups, fewer than 32 channels, and NCHW.
 TEST(FastConv, WinogradOnlyWhereItApplies) {
   const std::vector<int64_t> pad1{1, 1, 1, 1};
   std::vector<ConvCase> v;
@@ -362,6 +362,10 @@ TEST(FastConv, WinogradOnlyWhereItApplies) {
   v.push_back({1, 64, 14, 14, 64, 3, 3, 2, {1, 1}, {1, 1}, pad1});             // groups
   v.push_back({1, 24, 14, 14, 64, 3, 3, 1, {1, 1}, {1, 1}, pad1});             // C < 32
   v.push_back({1, 64, 14, 14, 17, 3, 3, 1, {1, 1}, {1, 1}, pad1});             // M < 32
+  // Padding 2 (refused by the wino kernels); at the bottom only: the row chunks above it are
+  // accepted, then the last refused, so the whole conv falls back to the direct kernel.
+  v.push_back({1, 64, 14, 14, 64, 3, 3, 1, {1, 1}, {1, 1}, {2, 2, 2, 2}});
+  v.push_back({1, 32, 20, 20, 32, 3, 3, 1, {1, 1}, {1, 1}, {0, 1, 2, 1}});
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     uint32_t seed = 300;

@@ -398,6 +398,7 @@ class FastConv final : public PreparedKernel {
         return;
       }
       p.chunks.clear();  // refused: row chunks
+      drop_unused_weights();
     }
     // Row chunks; with small weights at least two per image, also on one thread: oneDNN picks its
     // faster 4x3 Winograd kernel for a chunk (one-sided padding), the 2x3 one for the whole image
@@ -407,6 +408,7 @@ class FastConv final : public PreparedKernel {
     const int64_t Tw = M * KH * KW <= H * Wd ? std::min(std::max<int64_t>(T, 2), OH) : T;
     if (wino && !add_row_chunks(Tw, ek, N, H, Wd, C, M, OH, OW, pt, pb, pl, pr, add_chunk)) {
       p.chunks.clear();
+      drop_unused_weights();
       wino = false;
     } else if (wino) {
       used_wino_ = true;
@@ -453,6 +455,12 @@ class FastConv final : public PreparedKernel {
   }
 
   // The weights in layout wd, reordered once per layout (callers hold mu_).
+  // Drops the reordered weights no chunk uses (those of a Winograd plan refused part-way; callers
+  // hold mu_).
+  void drop_unused_weights() const {
+    std::erase_if(weights_, [](const auto& e) { return std::get<2>(e).use_count() == 1; });
+  }
+
   // m0: the weights of output channels [m0, m0 + wdims[0]) (G == 1).
   std::shared_ptr<memory> weights_for(const memory::desc& wd, const dims& wdims, int64_t G, int64_t m0) const {
     for (const auto& [desc, off, mem] : weights_)
