@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <random>
+#include <thread>
 
 #include "core/parallel.h"
 #include "cpu/executor.h"
@@ -302,6 +303,18 @@ TEST(FastConvDw, ExecutorFusesLargeIntermediates) {
     EXPECT_EQ(count_op(ex, "FusedConv"), 0) << what;
     EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1) << what;
   }
+  // Concurrent predictions on one executor (shared plans and weights, per-thread band buffers).
+  Block b = expand_dw(1, 16, 112, 112, 96, 2);
+  std::map<std::string, Tensor> feeds{{"x", random_tensor({1, 16, 112, 112}, 12, -2.f, 2.f)}};
+  const Tensor want = Executor(b.m, RunOptions{.fast = false}).run(feeds).at("y");
+  set_num_threads(2);
+  Executor ex(b.m);
+  std::vector<Tensor> got(4);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) ts.emplace_back([&, t] { got[t] = ex.run(feeds).at("y"); });
+  for (auto& t : ts) t.join();
+  for (const auto& t : got) EXPECT_LE(rel_err(t, want), kTol);
+  set_num_threads(0);
 }
 
 TEST(FastConvDw, ExecutorLeavesOtherPairs) {
