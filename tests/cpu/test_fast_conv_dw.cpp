@@ -84,11 +84,14 @@ struct Case {
   int64_t N, C, H, W, M, S;
   bool bias1 = true, bias2 = true;
   std::string act1 = "Clip", act2 = "Clip";
+  int64_t P = 0;  // projection 1x1 conv to P channels (0: none)
+  bool residual = false, bias3 = true;
+  std::string act3;
 };
 
 std::string describe(const Case& c) {
-  return fmt::format("N{} C{} {}x{} M{} stride {} bias {}/{} act '{}'/'{}'", c.N, c.C, c.H, c.W, c.M, c.S, c.bias1, c.bias2,
-                     c.act1, c.act2);
+  return fmt::format("N{} C{} {}x{} M{} stride {} bias {}/{} act '{}'/'{}' projection P{} residual {} bias {} act '{}'", c.N,
+                     c.C, c.H, c.W, c.M, c.S, c.bias1, c.bias2, c.act1, c.act2, c.P, c.residual, c.bias3, c.act3);
 }
 
 void set_act(ir::Node& n, const std::string& prefix, const std::string& act) {
@@ -106,7 +109,8 @@ ir::Model fused_model(const Case& c, uint32_t seed) {
   ir::Graph& g = m.graph;
   const int64_t OH = (c.H - 1) / c.S + 1, OW = (c.W - 1) / c.S + 1;
   g.inputs.push_back(vi("X", {c.N, c.H, c.W, c.C}));
-  g.outputs.push_back(vi("Y", {c.N, OH, OW, c.M}));
+  g.outputs.push_back(vi("Y", {c.N, OH, OW, c.P ? c.P : c.M}));
+  if (c.residual) g.inputs.push_back(vi("Z", {c.N, OH, OW, c.P}));
   g.initializers["W1"] = random_tensor({c.M, c.C, 1, 1}, seed, -0.5f, 0.5f);
   g.initializers["W2"] = random_tensor({c.M, 1, 3, 3}, seed + 1, -0.5f, 0.5f);
   if (c.bias1) g.initializers["B1"] = random_tensor({c.M}, seed + 2);
@@ -130,6 +134,16 @@ ir::Model fused_model(const Case& c, uint32_t seed) {
   n.attrs["dw_layout"] = str("NHWC");
   set_act(n, "pw_", c.act1);
   set_act(n, "dw_", c.act2);
+  if (c.P) {
+    g.initializers["W3"] = random_tensor({c.P, c.M, 1, 1}, seed + 4, -0.5f, 0.5f);
+    if (c.bias3) g.initializers["B3"] = random_tensor({c.P}, seed + 6);
+    n.inputs.push_back("W3");
+    n.inputs.push_back(c.bias3 ? "B3" : "");
+    if (c.residual) n.inputs.push_back("Z");
+    n.attrs["pj_kernel_shape"] = ints({1, 1});
+    n.attrs["pj_layout"] = str("NHWC");
+    set_act(n, "pj_", c.act3);
+  }
   g.nodes.push_back(n);
   return m;
 }
@@ -163,11 +177,23 @@ TEST(FastConvDw, KernelMatchesReference) {
     c.bias2 = false, c.bias1 = true, c.act1 = "", c.act2 = "Relu";
     cases.push_back(c);
   }
+  // With the projection 1x1 conv (output channels not multiples of 16), with and without the
+  // residual, bias and activation.
+  for (size_t i = 0; i < base; ++i) {
+    Case c = cases[i];
+    c.P = i % 2 ? 24 : 13;
+    c.act2 = i % 3 ? "Clip" : "Relu";
+    c.residual = i % 2 == 0;
+    c.bias3 = i % 4 != 1;
+    c.act3 = i % 5 == 0 ? "Relu" : "";
+    cases.push_back(c);
+  }
   uint32_t seed = 11;
   for (const Case& c : cases) {
     seed += 10;
     ir::Model m = fused_model(c, seed);
     std::map<std::string, Tensor> feeds{{"X", random_tensor({c.N, c.H, c.W, c.C}, seed + 5, -2.f, 2.f)}};
+    if (c.residual) feeds["Z"] = random_tensor({c.N, (c.H - 1) / c.S + 1, (c.W - 1) / c.S + 1, c.P}, seed + 7, -3.f, 3.f);
     const Tensor want = Executor(m, RunOptions{.fast = false}).run(feeds).at("Y");
     for (int threads : {1, 2}) {
       SCOPED_TRACE(describe(c) + fmt::format(", {} threads", threads));
@@ -362,4 +388,54 @@ TEST(FastConvDw, ExecutorLeavesOtherPairs) {
     Executor ex(b.m);
     EXPECT_EQ(count_op(ex, "FusedConvDw"), 0);
   }
+}
+
+// The projection 1x1 conv after the depthwise conv joins the fused op (with its residual Add,
+// mobilenet_v2's blocks with a shortcut). The block input is produced by a node (Relu) so that
+// the executor offers it for reuse at the fused node, which reads it twice (X and Z): the kernel
+// must not write its output over it.
+TEST(FastConvDw, ExecutorFusesProjection) {
+  struct Shp {
+    int64_t N, C, H, W, M, S, P;
+    bool residual;
+  };
+  for (const Shp& s : {Shp{1, 24, 56, 56, 144, 1, 24, true}, Shp{2, 13, 57, 55, 90, 1, 13, true},
+                       Shp{1, 24, 56, 56, 144, 2, 32, false}, Shp{1, 16, 112, 112, 96, 2, 24, false}}) {
+    const std::string what = fmt::format("{}x{}x{} -> {} stride {} -> {} residual {}", s.C, s.H, s.W, s.M, s.S, s.P, s.residual);
+    Block b;
+    const int64_t OH = (s.H - 1) / s.S + 1, OW = (s.W - 1) / s.S + 1;
+    auto& g = b.m.graph;
+    g.inputs.push_back(vi("x", {s.N, s.C, s.H, s.W}));
+    g.outputs.push_back(vi("y", {s.N, s.P, OH, OW}));
+    b.add("Relu", {"x"}, {"xr"});
+    b.conv("xr", "e", s.C, s.M, 1, 1, 1, 0);
+    b.clip6("e", "er");
+    b.conv("er", "d", s.M, s.M, 3, s.S, s.M, 1);
+    b.clip6("d", "dr");
+    b.conv("dr", s.residual ? "p" : "y", s.M, s.P, 1, 1, 1, 0);
+    if (s.residual) b.add("Add", {"p", "xr"}, {"y"});
+    for (const char* v : {"xr"}) b.known(v, {s.N, s.C, s.H, s.W});
+    for (const char* v : {"e", "er"}) b.known(v, {s.N, s.M, s.H, s.W});
+    for (const char* v : {"d", "dr"}) b.known(v, {s.N, s.M, OH, OW});
+    b.known("p", {s.N, s.P, OH, OW});
+    expect_fast_equals_reference(b.m, {s.N, s.C, s.H, s.W}, what);
+    Executor ex(b.m);
+    EXPECT_EQ(count_op(ex, "FusedConvDw"), 1) << what;
+    EXPECT_EQ(count_op(ex, "FusedConv"), 0) << what;
+    EXPECT_EQ(count_op(ex, "Add"), 0) << what;
+    EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1) << what;
+  }
+  // The depthwise output also read by another node: the projection stays a FusedConv.
+  Block b = expand_dw(1, 16, 64, 64, 96, 1);
+  auto& g = b.m.graph;
+  b.conv("y", "p", 96, 24, 1, 1, 1, 0);
+  g.outputs = {vi("p", {1, 24, 64, 64}), vi("y", {1, 96, 64, 64})};
+  Executor ex(b.m);
+  EXPECT_EQ(count_op(ex, "FusedConvDw"), 1);
+  EXPECT_EQ(count_op(ex, "FusedConv"), 1);
+  std::map<std::string, Tensor> feeds{{"x", random_tensor({1, 16, 64, 64}, 21)}};
+  auto got = ex.run(feeds);
+  auto want = Executor(b.m, RunOptions{.fast = false}).run(feeds);
+  EXPECT_LE(rel_err(got.at("p"), want.at("p")), kTol);
+  EXPECT_LE(rel_err(got.at("y"), want.at("y")), kTol);
 }

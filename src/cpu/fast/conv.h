@@ -36,10 +36,11 @@ void nhwc_pool_reference(KernelContext& ctx);
 // FusedConvDw (cpu/fast/conv_dw.cpp): a NHWC 1x1 FusedConv and the depthwise 3x3 FusedConv that
 // alone reads its output, as one op. The pass fuses only pairs whose intermediate tensor (one
 // image) is at least min_bytes (known static shape; 0: every pair); cpu_passes() uses its default.
+// With `project`, a 1x1 conv (residual allowed) that alone reads the depthwise output joins too.
 void register_conv_dw_fused(Registry& r);
 void register_fast_conv_dw(FastRegistry& r);
 void add_conv_dw_passes(std::vector<CpuPass>& p);
-int fuse_conv_dw(ir::Model& m, int64_t min_bytes);
+int fuse_conv_dw(ir::Model& m, int64_t min_bytes, bool project = true);
 void fused_conv_dw_reference(KernelContext& ctx);
 
 }  // namespace opennpu::cpu

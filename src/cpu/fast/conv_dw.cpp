@@ -1,19 +1,25 @@
 // cpu/fast/conv_dw.cpp — a 1x1 conv and the depthwise 3x3 conv reading its output, in one op
-// (mobilenet's "expand" conv and the depthwise conv after it).
+// (mobilenet's "expand" conv and the depthwise conv after it), optionally with the 1x1
+// "projection" conv reading the depthwise output (and its residual Add).
 //
 // Op (domain opennpu.cpu, created only by the pass below, layout NHWC):
-//   FusedConvDw(X, W1, B1?, W2, B2?)  Y = FusedConv_dw(FusedConv_pw(X, W1, B1), W2, B2)
+//   FusedConvDw(X, W1, B1?, W2, B2?, W3?, B3?, Z?)
+//     D = FusedConv_dw(FusedConv_pw(X, W1, B1), W2, B2); Y = W3 ? FusedConv_pj(D, W3, B3, Z) : D
 //     pw_*: the attributes of the 1x1 FusedConv (stride 1, no padding, group 1, activation "" |
-//           Relu | Clip); dw_*: those of the depthwise FusedConv (3x3, group = channels, pads 1,
-//           stride 1 or 2, same activations); onnx_opset. Neither has a residual input.
-//   Reference kernel: the two reference FusedConv kernels in sequence (fused_conv_reference).
+//           Relu | Clip, no residual); dw_*: those of the depthwise FusedConv (3x3, group =
+//           channels, pads 1, stride 1 or 2, same activations, no residual); pj_*: those of the
+//           projection 1x1 FusedConv (stride 1, no padding, group 1, same activations, residual Z
+//           allowed); onnx_opset.
+//   Reference kernel: the reference FusedConv kernels in sequence (fused_conv_reference).
 //
 // Why: the 1x1 conv expands the channels 6x and the depthwise conv reads that tensor back once
 // (mobilenet_v2's features.2: a 112x112x96 = 4.8 MB tensor per image). The fast kernel computes
 // it band by band: a band of 1x1-conv output rows into a small buffer that stays in the core's
 // L2 cache, then the depthwise conv's output rows that need only those rows (the last one or two
 // rows are kept for the next band). Both steps are oneDNN primitives (brgconv_1x1, brdgmm_dw on
-// AVX-512) on row ranges of the NHWC tensors, with the activations as post-ops.
+// AVX-512) on row ranges of the NHWC tensors, with the activations as post-ops. With a
+// projection, each band's depthwise output rows go to a second small buffer and the projection
+// writes the band's output rows from it (residual: the output starts as Z, a sum post-op).
 //
 // oneDNN's own fusion (post_ops::append_dw) was measured first (oneDNN 2.6, NHWC f32, 1 thread):
 // its fused jit_1x1 kernel (picked for 56x56 and larger) gives wrong results (60% of the outputs
@@ -33,6 +39,9 @@
 // 0.90 -> 0.65 ms, features.3 0.69 -> 0.48 ms. Fusing every pair (threshold 0, 16 pairs) or from
 // 400 KB (9 pairs) measured no better (0.97-1.0x of this). A lone block run over and over (all in
 // L3) gains nothing (1.00-1.08x at 1 thread): the win is the model's caches, not the kernel.
+// Taking in the projection conv too (kProject): whole model vs without it 0.95-1.02x at 1 thread,
+// 0.94-1.00x at 2 (two A/B runs, 24 and 30 rounds: within the noise, not worse); profile, blocks
+// features.2-4 summed over 5 runs each: median 1.97 ms with it, 2.64 ms without.
 //
 // Threads: the output rows are split into one contiguous part per opennpu thread (each part
 // computes the 1x1 rows it needs, so one or two rows on each side of a cut are computed twice),
@@ -63,6 +72,8 @@ namespace {
 constexpr int64_t kMinFuseBytes = 1 << 20;
 // Rows of 1x1-conv output a band aims to hold (the buffer stays within L2 next to the weights).
 constexpr int64_t kBandBytes = 512 << 10;
+// Whether the pass also takes in the 1x1 projection conv reading the depthwise conv's output.
+constexpr bool kProject = true;
 
 bool is_cpu_conv(const ir::Node& n) { return n.op_type == "FusedConv" && n.domain == kCpuDomain; }
 
@@ -98,9 +109,9 @@ int64_t image_bytes(const ir::Graph& g, const std::string& v) {
 
 // The 1x1 conv the pass accepts: NHWC FusedConv, weights [M, C, 1, 1], stride 1, no padding,
 // group 1, no residual, activation none/Relu/Clip.
-bool pointwise_ok(const ir::Graph& g, const std::unordered_set<std::string>& gi, const ir::Node& a) {
+bool pointwise_ok(const ir::Graph& g, const std::unordered_set<std::string>& gi, const ir::Node& a, bool residual_ok = false) {
   if (!is_cpu_conv(a) || a.attr_s("layout", "NCHW") != "NHWC" || a.outputs.size() != 1) return false;
-  if (a.inputs.size() > 3 && !a.inputs[3].empty()) return false;
+  if (!residual_ok && a.inputs.size() > 3 && !a.inputs[3].empty()) return false;
   const Tensor* w = a.inputs.size() > 1 ? const_f32(g, gi, a.inputs[1]) : nullptr;
   if (!w || w->rank() != 4 || w->dim(2) != 1 || w->dim(3) != 1) return false;
   if (a.inputs.size() > 2 && !a.inputs[2].empty()) {
@@ -159,7 +170,12 @@ void fused_conv_dw_reference(KernelContext& ctx) {
   const Tensor mid = std::move(c1.outputs()[0]);
   KernelContext c2(dw, {&mid, &ctx.input(3), ctx.optional_input(4)}, ctx.opset(), nullptr);
   fused_conv_reference(c2);
-  ctx.set_output(0, std::move(c2.outputs()[0]));
+  if (!ctx.has_input(5)) return ctx.set_output(0, std::move(c2.outputs()[0]));
+  const ir::Node pj = sub_conv(node, "pj_", "projection");
+  const Tensor d = std::move(c2.outputs()[0]);
+  KernelContext c3(pj, {&d, &ctx.input(5), ctx.optional_input(6), ctx.optional_input(7)}, ctx.opset(), nullptr);
+  fused_conv_reference(c3);
+  ctx.set_output(0, std::move(c3.outputs()[0]));
 }
 
 void register_conv_dw_fused(Registry& r) { r.add({"FusedConvDw", kCpuDomain, 1, 1, "float", fused_conv_dw_reference}); }
@@ -167,7 +183,7 @@ void register_conv_dw_fused(Registry& r) { r.add({"FusedConvDw", kCpuDomain, 1, 
 // ---------------------------------------------------------------------------------------------
 // Pass.
 
-int fuse_conv_dw(ir::Model& m, int64_t min_bytes) {
+int fuse_conv_dw(ir::Model& m, int64_t min_bytes, bool project) {
   ir::Graph& g = m.graph;
   std::unordered_set<std::string> gi, outputs;
   for (const auto& v : g.inputs) gi.insert(v.name);
@@ -193,6 +209,18 @@ int fuse_conv_dw(ir::Model& m, int64_t min_bytes) {
       const int64_t bytes = image_bytes(g, mid);
       if (bytes < min_bytes) continue;  // unknown (-1) or small: the two convs stay
     }
+    // The projection: a 1x1 conv (residual allowed) that alone reads the depthwise conv's output.
+    long c = -1;
+    if (project) {
+      auto cit = readers.find(b.outputs[0]);
+      if (!outputs.count(b.outputs[0]) && cit != readers.end() && cit->second.size() == 1 && cit->second[0] > j &&
+          !drop[cit->second[0]]) {
+        const ir::Node& cn = g.nodes[cit->second[0]];
+        if (pointwise_ok(g, gi, cn, true) && cn.inputs[0] == b.outputs[0] &&
+            g.initializers.at(cn.inputs[1]).dim(1) == M && (cn.inputs.size() < 4 || cn.inputs[3] != cn.inputs[0]))
+          c = static_cast<long>(cit->second[0]);
+      }
+    }
     ir::Node f;
     f.name = a.name + " + " + b.name;
     f.op_type = "FusedConvDw";
@@ -205,7 +233,19 @@ int fuse_conv_dw(ir::Model& m, int64_t min_bytes) {
     for (const auto& [k, v] : b.attrs)
       if (k != "onnx_opset") f.attrs["dw_" + k] = v;
     if (auto it = a.attrs.find("onnx_opset"); it != a.attrs.end()) f.attrs["onnx_opset"] = it->second;
-    g.nodes[j] = std::move(f);  // at the depthwise conv's place: its other inputs exist there
+    size_t at = j;  // at the last fused node's place: its other inputs exist there
+    if (c >= 0) {
+      const ir::Node& cn = g.nodes[static_cast<size_t>(c)];
+      f.name += " + " + cn.name;
+      for (size_t k : {1u, 2u, 3u}) f.inputs.push_back(in(cn, k));
+      while (!f.inputs.empty() && f.inputs.back().empty()) f.inputs.pop_back();
+      f.outputs = cn.outputs;
+      for (const auto& [k, v] : cn.attrs)
+        if (k != "onnx_opset") f.attrs["pj_" + k] = v;
+      drop[j] = true;
+      at = static_cast<size_t>(c);
+    }
+    g.nodes[at] = std::move(f);
     drop[i] = true;
     ++rewrites;
   }
@@ -218,7 +258,7 @@ int fuse_conv_dw(ir::Model& m, int64_t min_bytes) {
 }
 
 namespace {
-int fuse_conv_dw_default(ir::Model& m) { return fuse_conv_dw(m, kMinFuseBytes); }
+int fuse_conv_dw_default(ir::Model& m) { return fuse_conv_dw(m, kMinFuseBytes, kProject); }
 }  // namespace
 
 void add_conv_dw_passes(std::vector<CpuPass>& p) { p.push_back({"fuse_conv_dw", fuse_conv_dw_default}); }
@@ -253,13 +293,14 @@ struct BandBuffer {
     return p;
   }
 };
-BandBuffer& band_buffer() {
-  static thread_local BandBuffer b;
-  return b;
+BandBuffer& band_buffer(int k) {
+  static thread_local BandBuffer b[2];  // 1x1 rows; depthwise output rows (with a projection)
+  return b[k];
 }
 
-dnnl::post_ops activation_post_ops(const std::string& act, float a, float b) {
+dnnl::post_ops activation_post_ops(const std::string& act, float a, float b, bool sum = false) {
   dnnl::post_ops po;
+  if (sum) po.append_sum(1.f);
   if (act == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
   else if (act == "Clip") po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, a, b);
   return po;
@@ -277,14 +318,15 @@ class FastConvDw final : public PreparedKernel {
   // (the previous band's last rows, moved to its front), rows [from, hi) are computed.
   struct Band {
     int64_t r0 = 0, r1 = 0, lo = 0, hi = 0, from = 0;
-    Step pw, dw;
+    Step pw, dw, pj;  // pj: the projection (when there is one), depthwise rows -> output rows
   };
   struct Plan {
     bool ok = false;
     Shape y_shape;
     std::vector<std::vector<Band>> parts;  // one per thread: contiguous output rows
     int64_t buf_rows = 0, x_image = 0, y_image = 0, row = 0;  // row: floats in one 1x1 output row
-    int64_t C = 0, W = 0, OW = 0, M = 0;
+    int64_t C = 0, W = 0, OW = 0, M = 0, P = 0;  // P: output channels
+    int64_t buf2 = 0;                            // floats of the depthwise-output band buffer
   };
 
   FastConvDw(const PrepareContext& pc, KernelFn ref) : ref_(ref) {
@@ -297,6 +339,14 @@ class FastConvDw final : public PreparedKernel {
     dw_act_ = pc.attr_s("dw_activation", "");
     pw_a_ = pc.attr_f("pw_activation_alpha", 0.f), pw_b_ = pc.attr_f("pw_activation_beta", 0.f);
     dw_a_ = pc.attr_f("dw_activation_alpha", 0.f), dw_b_ = pc.attr_f("dw_activation_beta", 0.f);
+    if (pc.node().has_input(5)) {
+      has_pj_ = true;
+      W3_ = *pc.constant(5);
+      if (const Tensor* b = pc.constant(6)) B3_ = *b;
+      has_z_ = pc.node().has_input(7);
+      pj_act_ = pc.attr_s("pj_activation", "");
+      pj_a_ = pc.attr_f("pj_activation_alpha", 0.f), pj_b_ = pc.attr_f("pj_activation_beta", 0.f);
+    }
   }
 
   static std::unique_ptr<PreparedKernel> prepare(const PrepareContext& pc, std::string* why) {
@@ -314,6 +364,24 @@ class FastConvDw final : public PreparedKernel {
         if (!b || b->dtype() != DType::Float32 || b->rank() != 1 || b->dim(0) != M)
           return *why = "bias not a constant float32 [M]", nullptr;
       }
+    if (n.has_input(5)) {  // the projection
+      const Tensor* w3 = pc.constant(5);
+      if (!w3 || w3->dtype() != DType::Float32 || w3->rank() != 4 || w3->dim(1) != M || w3->dim(2) != 1 || w3->dim(3) != 1)
+        return *why = "projection weights not a constant float32 [P, M, 1, 1]", nullptr;
+      if (n.has_input(6)) {
+        const Tensor* b = pc.constant(6);
+        if (!b || b->dtype() != DType::Float32 || b->rank() != 1 || b->dim(0) != w3->dim(0))
+          return *why = "projection bias not a constant float32 [P]", nullptr;
+      }
+      if (pc.attr_i("pj_group", 1) != 1 || pc.attr_s("pj_layout", "NCHW") != "NHWC" ||
+          !all_equal(pc.attr_ints("pj_strides"), 1) || !all_equal(pc.attr_ints("pj_dilations"), 1) ||
+          !all_equal(pc.attr_ints("pj_pads"), 0))
+        return *why = "projection not a plain NHWC 1x1 conv", nullptr;
+      const std::string ap = pc.attr_s("pj_auto_pad", "NOTSET");
+      if (ap != "NOTSET" && ap != "VALID") return *why = "projection auto_pad", nullptr;
+    } else if (n.has_input(6) || n.has_input(7)) {
+      return *why = "projection bias / residual without projection weights", nullptr;
+    }
     // What the pass guarantees, checked again (a hand-made node may differ).
     const auto st = pc.attr_ints("dw_strides");
     if (st.size() != 2 || st[0] != st[1] || (st[0] != 1 && st[0] != 2)) return *why = "depthwise stride not 1 or 2", nullptr;
@@ -326,7 +394,7 @@ class FastConvDw final : public PreparedKernel {
     if (!all_equal(pc.attr_ints("pw_pads"), 0)) return *why = "1x1 conv padded", nullptr;
     const std::string pap = pc.attr_s("pw_auto_pad", "NOTSET"), dap = pc.attr_s("dw_auto_pad", "NOTSET");
     if ((pap != "NOTSET" && pap != "VALID") || dap != "NOTSET") return *why = "auto_pad", nullptr;
-    for (const char* a : {"pw_activation", "dw_activation"}) {
+    for (const char* a : {"pw_activation", "dw_activation", "pj_activation"}) {
       const std::string act = pc.attr_s(a, "");
       if (!act.empty() && act != "Relu" && act != "Clip") return *why = "activation " + act, nullptr;
     }
@@ -350,25 +418,41 @@ class FastConvDw final : public PreparedKernel {
     const int threads = in_parallel_region() ? 1 : num_threads();
     std::shared_ptr<const Plan> p = plan(x.shape(), threads);
     if (!p->ok) return ref_(ctx);
-    Tensor& y = ctx.alloc_output(0, DType::Float32, p->y_shape, KernelContext::Init::Uninit);
+    Tensor* y = nullptr;
+    if (has_z_) {  // residual: the output starts as Z (sum post-op), in Z's buffer when allowed
+      const Tensor& z = ctx.input(7);
+      if (z.dtype() != DType::Float32 || z.shape() != p->y_shape) return ref_(ctx);
+      // Z's buffer only when it is not also X (mobilenet's residual blocks read their input twice:
+      // the executor then offers it for reuse, but later bands still read X's rows).
+      if (ctx.input_reusable(7) && &z != &x && z.raw() != x.raw()) {
+        y = &ctx.reuse_input_as_output(7, 0, p->y_shape);
+      } else {
+        y = &ctx.alloc_output(0, DType::Float32, p->y_shape, KernelContext::Init::Uninit);
+        std::memcpy(y->raw(), z.raw(), z.nbytes());
+      }
+    } else {
+      y = &ctx.alloc_output(0, DType::Float32, p->y_shape, KernelContext::Init::Uninit);
+    }
     const float* xp = x.data<float>();
-    float* yp = y.data<float>();
+    float* yp = y->data<float>();
     const float* b1 = B1_.empty_value() ? nullptr : B1_.data<float>();
     const float* b2 = B2_.empty_value() ? nullptr : B2_.data<float>();
-    const memory::desc bias({p->M}, ddt::f32, tag::x);
+    const float* b3 = B3_.empty_value() ? nullptr : B3_.data<float>();
+    const memory::desc bias({p->M}, ddt::f32, tag::x), bias3({p->P}, ddt::f32, tag::x);
     const int64_t np = static_cast<int64_t>(p->parts.size());
     auto exec = [&](int64_t task) {
       const auto& bands = p->parts[static_cast<size_t>(task % np)];
       const int64_t n = task / np;
       ThreadState& ts = thread_state();
-      float* buf = band_buffer().get(static_cast<size_t>(p->buf_rows * p->row));
+      float* buf = band_buffer(0).get(static_cast<size_t>(p->buf_rows * p->row));
+      float* buf2 = has_pj_ ? band_buffer(1).get(static_cast<size_t>(p->buf2)) : nullptr;
       const float* xi = xp + n * p->x_image;
       float* yi = yp + n * p->y_image;
       omp_set_num_threads(1);
-      auto run_step = [&](const Step& s, const void* src, void* dst, const float* b) {
+      auto run_step = [&](const Step& s, const void* src, void* dst, const float* b, const memory::desc& bd) {
         memory ms(s.src, engine(), const_cast<void*>(src)), md(s.dst, engine(), dst);
         std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, *s.weights}, {DNNL_ARG_DST, md}};
-        if (b) args.emplace(DNNL_ARG_BIAS, memory(bias, engine(), const_cast<float*>(b)));
+        if (b) args.emplace(DNNL_ARG_BIAS, memory(bd, engine(), const_cast<float*>(b)));
         if (s.scratch) args.emplace(DNNL_ARG_SCRATCHPAD, memory(s.scratch_desc, engine(), ts.scratchpad(s.scratch)));
         s.prim.execute(ts.stream, args);
         ts.stream.wait();
@@ -379,9 +463,15 @@ class FastConvDw final : public PreparedKernel {
           if (bd.lo != held_lo)
             std::memmove(buf, buf + (bd.lo - held_lo) * p->row, static_cast<size_t>((bd.from - bd.lo) * p->row) * sizeof(float));
         }
-        if (bd.hi > bd.from) run_step(bd.pw, xi + bd.from * p->W * p->C, buf + (bd.from - bd.lo) * p->row, b1);
+        if (bd.hi > bd.from) run_step(bd.pw, xi + bd.from * p->W * p->C, buf + (bd.from - bd.lo) * p->row, b1, bias);
         held_lo = bd.lo;
-        run_step(bd.dw, buf, yi + bd.r0 * p->OW * p->M, b2);
+        float* yrows = yi + bd.r0 * p->OW * p->P;
+        if (!has_pj_) {
+          run_step(bd.dw, buf, yrows, b2, bias);
+        } else {
+          run_step(bd.dw, buf, buf2, b2, bias);
+          run_step(bd.pj, buf2, yrows, b3, bias3);
+        }
       }
     };
     const int64_t tasks = x.dim(0) * np;
@@ -408,16 +498,23 @@ class FastConvDw final : public PreparedKernel {
     return p;
   }
 
-  Step make_step(const memory::desc& src, const memory::desc& dst, bool pw, int64_t pt, int64_t pb) const {
+  enum class Kind { Pointwise, Depthwise, Projection };
+  Step make_step(const memory::desc& src, const memory::desc& dst, Kind kind, int64_t pt, int64_t pb) const {
     Step s;
     s.src = src, s.dst = dst;
+    const bool pw = kind != Kind::Depthwise;  // a 1x1 conv
     const int64_t M = W1_.dim(0), C = W1_.dim(1);
-    const dims wd = pw ? dims{M, C, 1, 1} : dims{M, 1, 1, 3, 3};
-    memory::desc wany(wd, ddt::f32, tag::any), bias({M}, ddt::f32, tag::x);
+    const Tensor& w = kind == Kind::Pointwise ? W1_ : kind == Kind::Depthwise ? W2_ : W3_;
+    const Tensor& b = kind == Kind::Pointwise ? B1_ : kind == Kind::Depthwise ? B2_ : B3_;
+    const int64_t O = w.dim(0);
+    const dims wd = kind == Kind::Depthwise ? dims{M, 1, 1, 3, 3} : dims{O, kind == Kind::Pointwise ? C : M, 1, 1};
+    memory::desc wany(wd, ddt::f32, tag::any), bias({O}, ddt::f32, tag::x);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    attr.set_post_ops(pw ? activation_post_ops(pw_act_, pw_a_, pw_b_) : activation_post_ops(dw_act_, dw_a_, dw_b_));
-    const bool has_b = pw ? !B1_.empty_value() : !B2_.empty_value();
+    if (kind == Kind::Pointwise) attr.set_post_ops(activation_post_ops(pw_act_, pw_a_, pw_b_));
+    else if (kind == Kind::Depthwise) attr.set_post_ops(activation_post_ops(dw_act_, dw_a_, dw_b_));
+    else attr.set_post_ops(activation_post_ops(pj_act_, pj_a_, pj_b_, has_z_));
+    const bool has_b = !b.empty_value();
     const auto prop = dnnl::prop_kind::forward_inference;
     const auto alg = dnnl::algorithm::convolution_direct;
     const dims st = pw ? dims{1, 1} : dims{S_, S_}, dl{0, 0}, pl = pw ? dims{0, 0} : dims{pt, 1},
@@ -429,7 +526,7 @@ class FastConvDw final : public PreparedKernel {
     s.prim = dnnl::convolution_forward(pd);
     s.scratch_desc = pd.scratchpad_desc();
     s.scratch = s.scratch_desc.get_size();
-    s.weights = weights_for(pd.weights_desc(), wd, pw ? W1_ : W2_, pw ? tag::oihw : tag::goihw);
+    s.weights = weights_for(pd.weights_desc(), wd, w, pw ? tag::oihw : tag::goihw);
     return s;
   }
 
@@ -441,11 +538,12 @@ class FastConvDw final : public PreparedKernel {
     } catch (const Error&) {
       return;
     }
-    p.C = C, p.W = Wd, p.OW = OW, p.M = M;
+    const int64_t P = has_pj_ ? W3_.dim(0) : M;
+    p.C = C, p.W = Wd, p.OW = OW, p.M = M, p.P = P;
     p.row = Wd * M;
     p.x_image = H * Wd * C;
-    p.y_image = OH * OW * M;
-    p.y_shape = {N, OH, OW, M};
+    p.y_image = OH * OW * P;
+    p.y_shape = {N, OH, OW, P};
     // Output rows per band: about kBandBytes of 1x1 rows (at least one output row).
     const int64_t rows_in = std::max<int64_t>(3, kBandBytes / std::max<int64_t>(1, p.row * 4));
     const int64_t br = std::max<int64_t>(1, (rows_in - 3) / S + 1);
@@ -464,9 +562,13 @@ class FastConvDw final : public PreparedKernel {
         bd.from = held_hi > bd.lo ? held_hi : bd.lo;
         if (bd.hi > bd.from)
           bd.pw = make_step(memory::desc({1, C, bd.hi - bd.from, Wd}, ddt::f32, tag::nhwc),
-                            memory::desc({1, M, bd.hi - bd.from, Wd}, ddt::f32, tag::nhwc), true, 0, 0);
-        bd.dw = make_step(memory::desc({1, M, bd.hi - bd.lo, Wd}, ddt::f32, tag::nhwc),
-                          memory::desc({1, M, bd.r1 - bd.r0, OW}, ddt::f32, tag::nhwc), false, pt, pb);
+                            memory::desc({1, M, bd.hi - bd.from, Wd}, ddt::f32, tag::nhwc), Kind::Pointwise, 0, 0);
+        const memory::desc drows({1, M, bd.r1 - bd.r0, OW}, ddt::f32, tag::nhwc);
+        bd.dw = make_step(memory::desc({1, M, bd.hi - bd.lo, Wd}, ddt::f32, tag::nhwc), drows, Kind::Depthwise, pt, pb);
+        if (has_pj_) {
+          bd.pj = make_step(drows, memory::desc({1, P, bd.r1 - bd.r0, OW}, ddt::f32, tag::nhwc), Kind::Projection, 0, 0);
+          p.buf2 = std::max(p.buf2, (bd.r1 - bd.r0) * OW * M);
+        }
         p.buf_rows = std::max(p.buf_rows, bd.hi - bd.lo);
         held_hi = bd.hi;
         bands.push_back(std::move(bd));
@@ -491,10 +593,11 @@ class FastConvDw final : public PreparedKernel {
   }
 
   KernelFn ref_;
-  Tensor W1_, B1_, W2_, B2_;
+  Tensor W1_, B1_, W2_, B2_, W3_, B3_;
   int64_t S_ = 1;
-  std::string pw_act_, dw_act_;
-  float pw_a_ = 0, pw_b_ = 0, dw_a_ = 0, dw_b_ = 0;
+  bool has_pj_ = false, has_z_ = false;
+  std::string pw_act_, dw_act_, pj_act_;
+  float pw_a_ = 0, pw_b_ = 0, dw_a_ = 0, dw_b_ = 0, pj_a_ = 0, pj_b_ = 0;
   mutable std::mutex mu_;
   mutable std::map<std::pair<Shape, int>, std::shared_ptr<const Plan>> plans_;
   mutable std::vector<std::pair<memory::desc, std::pair<const Tensor*, std::shared_ptr<memory>>>> weights_;
