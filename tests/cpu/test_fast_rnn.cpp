@@ -401,6 +401,26 @@ TEST_P(FastRnnTeam, MatchesReferenceAndOneThread) {
       }
 }
 
+// Batch 1 at the sizes where one thread fuses the input projection into the recurrence and the
+// team does not (each core keeps its half of R in cache): the two agree bit for bit, with and
+// without take-overs, forward and reverse.
+TEST_P(FastRnnTeam, FusedOneThreadMatchesTeam) {
+  uint32_t seed = 7500;
+  for (int64_t hidden : {160, 256})
+    for (const char* dir : {"forward", "reverse"}) {
+      Config c;
+      c.hidden = hidden;
+      c.input = hidden == 160 ? 48 : 300;
+      c.seq = hidden == 160 ? 30 : 19;
+      c.direction = dir;
+      c.layout = hidden == 256;
+      c.threads = 2;
+      team_case(c, seed, -1);
+      team_case(c, seed, 0);
+      ++seed;
+    }
+}
+
 // More threads than chunks (H = 20: two chunks; 8 threads): a team of two.
 TEST_P(FastRnnTeam, MoreThreadsThanChunks) {
   for (int threads : {2, 4, 8}) {

@@ -89,16 +89,16 @@ std::atomic<bool> g_fuse_projection{true};
 constexpr int64_t kNB = 16;  // packed column block width
 // Rows of X whose projection a fused recurrence tile computes (see gemm_tile_fused).
 constexpr int kPR = 8;
-// Column blocks [next, end) of the input projection of kPR rows, still to be computed: the rows
-// transposed in X ([KP][kPR], KP = input size), W and bias packed as Packed, into Y (row stride
-// ldy); r0 = the first row, for blocks left over (computed unfused).
+// Column blocks [next, end) of the input projection of kPR rows to compute in fused tiles: the
+// rows transposed in X ([KP][kPR], KP = input size), W and bias packed as Packed; block pb's row r
+// goes to Y + r * ldy + (pb - first) * yb.
 struct ProjQueue {
   const float* X = nullptr;
   int64_t KP = 0;
   const float* W = nullptr;
   const float* bias = nullptr;
   float* Y = nullptr;
-  int64_t ldy = 0, next = 0, end = 0, r0 = 0;
+  int64_t ldy = 0, yb = 0, first = 0, next = 0, end = 0;
 };
 // The team pays off from about this much recurrence work per batch row and step (LSTM H=128: 64K).
 constexpr int64_t kTeamMinMacs = int64_t(1) << 16;
@@ -353,6 +353,7 @@ struct Direction {
 // projection and the double-buffered state (shared by the team's threads, owned by the caller).
 struct Scratch {
   std::vector<float> xw, hb, cb;
+  std::vector<float> xt;  // fused projection: X's rows of each whole group of kPR steps, transposed
 };
 Scratch& scratch(int64_t d) {
   thread_local Scratch s[2];
@@ -361,7 +362,11 @@ Scratch& scratch(int64_t d) {
 // Private buffers of the thread computing a chunk (each team thread has its own).
 struct ChunkScratch {
   std::vector<float> g, h, c, g2, rh;
-  std::vector<float> xt;  // one-thread batch-1 runs: kPR rows of X transposed (ProjQueue)
+  // Fused projection: blocks [pj_first, pj_first + pj_n) of rows [pj_r0, pj_r0 + kPR) computed
+  // with this chunk ([block][row][kNB]), copied into the projection when the chunk is committed.
+  std::vector<float> pj;
+  const float* pj_at = nullptr;  // the aligned start in pj
+  int64_t pj_first = 0, pj_n = 0, pj_r0 = 0;
   // Team runs: this thread's copy of the step's h (read once per step, not per chunk), valid for
   // step id `hs_id` (step ids are unique per process; 0 = none); `id` is the step being computed.
   std::vector<float> hs;
@@ -561,12 +566,15 @@ class Team {
       }
       const int64_t k = static_cast<int64_t>(id - base) - 2;
       const int64_t n = k < 0 ? job.pre_chunks : job.nchunk;
-      const int64_t start = p * n / nt, steal = job.steal_after_ns;
+      // This thread's own chunks first: [start, end) (the same every step, so each core keeps its
+      // part of the weights in its own cache: with the chunks split by whoever came first, ~11%
+      // of them ran on the other core and the LSTM model took 1.93-1.98 ms at 2 threads instead of
+      // 1.67). Another thread's chunk is taken only when that thread is late (below).
+      const int64_t start = p * n / nt, end = (p + 1) * n / nt, steal = job.steal_after_ns;
       const int64_t t0 = now_ns();
       int64_t mine = 0;
       bool behind = false;
-      for (int64_t i = 0; i < n && !behind; ++i) {
-        const int64_t c = (start + i) % n;
+      for (int64_t c = start; c < end && !behind; ++c) {
         if (!claim(c, id)) continue;
         ++mine;
         behind = !run_chunk(c, id, false);
@@ -584,10 +592,15 @@ class Team {
           const uint64_t v = st.load(std::memory_order_acquire);
           if (v >= id * 4 + 3) return true;  // done (or a later step's: behind)
           if (step_.v.load(std::memory_order_acquire) != id) return behind = true;
-          if (v < id * 4) {  // unclaimed (not after a full claiming pass, but cheap to cover)
-            if (!enter()) return behind = true;  // the job is over
-            if (claim(c, id)) run_chunk(c, id, false);
-            leave();
+          if (v < id * 4) {  // unclaimed: another thread's chunk (at once while not every helper
+                             // has joined the job, e.g. waking up; else once its thread is late)
+            const bool joined = joined_.load(std::memory_order_acquire) >= nt - 1;
+            if (tw < 0) tw = now_ns();
+            if (!joined || now_ns() - tw >= patience) {
+              if (!enter()) return behind = true;  // the job is over
+              if (claim(c, id)) run_chunk(c, id, false);
+              leave();
+            }
           } else if (v == id * 4 + 1) {  // claimed, not done: take it over once its thread is late
             if (tw < 0) tw = now_ns();
             else if (now_ns() - tw >= patience) {
@@ -798,6 +811,12 @@ class FastRnn final : public PreparedKernel {
       }
       dirs_.push_back(std::move(dd));
     }
+    // Group tiles of the one-row recurrence before each chunk (the fused projection's slots).
+    group_off_.assign(static_cast<size_t>(nchunk_ + 1), 0);
+    for (int64_t c = 0; c < nchunk_; ++c) {
+      const auto [b0, b1] = chunk_blocks(c, dirs_[0].R);
+      group_off_[static_cast<size_t>(c + 1)] = group_off_[static_cast<size_t>(c)] + (b1 - b0) / ops_->nb1;
+    }
     return "";
   }
 
@@ -908,8 +927,15 @@ class FastRnn final : public PreparedKernel {
     float* hb;  // h double buffer: [2][batch][H]; step k reads hb[k % 2], writes hb[(k + 1) % 2]
     float* cb;  // c likewise (LSTM), else null
     bool team = false;  // run by the team: hb / cb are accessed with relaxed atomics
-    ProjQueue* pq = nullptr;  // one-thread batch-1 runs: projection blocks to fuse into the recurrence
+    // Batch 1 with the projection fused (see run_direction): X's whole groups transposed, the
+    // steps, and the group tiles per step (its fused projection blocks); xt null: not fused.
+    const float* xt = nullptr;
+    int64_t steps = 0, slots = 0;
   };
+
+  // Batch 1: the first row of X (and of the projection) that the kPR steps of group g read (a
+  // reverse direction reads them backwards; its steps = its sequence length).
+  static int64_t group_row(const Dir& r, int64_t g) { return r.reverse ? r.steps - (g + 1) * kPR : g * kPR; }
 
   // Step k of chunk c (hidden units [a, a + w)) into the calling thread's private buffers: reads only
   // the shared state of step k (and the weights), so a chunk can be computed again by another thread.
@@ -938,8 +964,22 @@ class FastRnn final : public PreparedKernel {
       }
       hp = pv.hs.data();
     }
-    if (r.pq) ops.gemm_grouped_fused(hp, H, dw.R.data.data() + blk0 * H * kNB, blk1 - blk0, g, *r.pq);
-    else ops.gemm_grouped(hp, H, batch, H, dw.R.data.data() + blk0 * H * kNB, blk1 - blk0, g, gw);
+    // Fused projection: step k's group tiles compute W column blocks (k % kPR) * slots + tile of
+    // the next whole group's rows (every block once over the group's kPR steps, when there are
+    // enough tiles; run_direction projects the rest).
+    pv.pj_n = 0;
+    const int64_t g1 = k / kPR + 1, pb0 = (k % kPR) * r.slots + group_off_[c];
+    const int64_t npb = std::min(group_off_[c + 1] - group_off_[c], dw.W.nblk - pb0);
+    if (r.xt && (g1 + 1) * kPR <= r.steps && npb > 0) {
+      ProjQueue q;
+      q.X = r.xt + g1 * I_ * kPR, q.KP = I_, q.W = dw.W.data.data(), q.bias = dw.bias.data();
+      q.Y = grow_aligned(pv.pj, npb * kPR * kNB), q.ldy = kNB, q.yb = kPR * kNB;
+      q.first = q.next = pb0, q.end = pb0 + npb;
+      ops.gemm_grouped_fused(hp, H, dw.R.data.data() + blk0 * H * kNB, blk1 - blk0, g, q);
+      pv.pj_at = q.Y, pv.pj_first = pb0, pv.pj_n = npb, pv.pj_r0 = group_row(r, g1);
+    } else {
+      ops.gemm_grouped(hp, H, batch, H, dw.R.data.data() + blk0 * H * kNB, blk1 - blk0, g, gw);
+    }
 
     auto active = [&](int64_t b, int64_t* t) {
       const int64_t L = r.lens->empty() ? r.seq : (*r.lens)[static_cast<size_t>(b)];
@@ -994,6 +1034,9 @@ class FastRnn final : public PreparedKernel {
       return;
     }
     const int64_t a = c * cu_, w = std::min(H, a + cu_) - a;
+    for (int64_t j = 0; j < pv.pj_n; ++j)
+      for (int64_t q = 0; q < kPR; ++q)
+        std::copy_n(pv.pj_at + (j * kPR + q) * kNB, kNB, r.xw + (pv.pj_r0 + q) * r.xld + (pv.pj_first + j) * kNB);
     float* hn = r.hb + ((k + 1) % 2) * sn;
     float* cn = r.cb ? r.cb + ((k + 1) % 2) * sn : nullptr;
     for (int64_t b = 0; b < batch; ++b) {
@@ -1075,11 +1118,33 @@ class FastRnn final : public PreparedKernel {
       else
         ops.gemm(X, I_, rows, I_, dw.W.data.data(), dw.bias.data(), 0, dw.W.nblk, xw, xld);
     };
-    // One thread, batch 1 (AVX-512): the projection of steps [kPR, steps) is fused into the
-    // recurrence tiles of the kPR steps before them (gemm_grouped_fused); only the first kPR rows
-    // are projected up front.
-    const bool fuse = !team && batch == 1 && ops.gemm_grouped_fused && g_fuse_projection && steps > kPR;
-    if (!pre_chunks && !fuse) project();
+    // One thread, batch 1 (AVX-512): the projection of each whole group of kPR steps after the
+    // first is computed inside the recurrence tiles of the kPR steps before it (chunk_compute,
+    // copied in by chunk_commit; the blocks no tile takes are projected at the start of each
+    // group); the first group and a last partial one are projected here. Not in a team: there
+    // each core keeps its half of R in its own L2, and streaming W through it measured no faster
+    // (models/lstm at 2 threads: 1.67-2.40 ms fused vs 1.77-2.07 ms not, alternating runs).
+    const int64_t slots = group_off_.back(), groups = steps / kPR;
+    const bool fuse = !team && batch == 1 && ops.gemm_grouped_fused && g_fuse_projection && groups >= 2 && slots > 0;
+    float* xt = nullptr;
+    auto project_rows = [&](int64_t r0, int64_t nr, int64_t b0) {
+      if (nr > 0) ops.gemm(X + r0 * I_, I_, nr, I_, dw.W.data.data(), dw.bias.data(), b0, dw.W.nblk, xw + r0 * xld, xld);
+    };
+    if (fuse) {
+      pre_chunks = 0;
+      xt = grow(sc.xt, groups * I_ * kPR);
+      for (int64_t g = 1; g < groups; ++g) {
+        const int64_t r0 = reverse ? steps - (g + 1) * kPR : g * kPR;
+        float* t = xt + g * I_ * kPR;
+        for (int64_t j = 0; j < kPR; ++j)
+          for (int64_t i = 0; i < I_; ++i) t[i * kPR + j] = X[(r0 + j) * I_ + i];
+      }
+      const int64_t tail = steps - groups * kPR;
+      project_rows(reverse ? steps - kPR : 0, kPR, 0);                 // group 0
+      project_rows(reverse ? 0 : groups * kPR, tail, 0);               // the partial group
+    } else if (!pre_chunks) {
+      project();
+    }
 
     // State rows in Hs / Cs: [dirs, batch, H] (layout 0) or [batch, dirs, H] (layout 1); the steps
     // run on [batch, H] double buffers.
@@ -1093,41 +1158,16 @@ class FastRnn final : public PreparedKernel {
       if (c0) std::copy_n(c0 + b * sld, H, r.cb + b * H);
     }
     r.team = team;
+    if (fuse) r.xt = xt, r.steps = steps, r.slots = slots;
     if (!(team && run_team(r, steps, nt, pre_chunks))) {  // one thread (or the team is busy with another run)
       r.team = false;
       if (pre_chunks) project();
       ChunkScratch& pv = chunk_scratch();
-      ProjQueue q;
-      if (fuse) {
-        q.KP = I_, q.W = dw.W.data.data(), q.bias = dw.bias.data(), q.ldy = xld;
-        r.pq = &q;
-      }
-      // The rows of X that steps [g * kPR, (g + 1) * kPR) read (batch 1: a step reads one row, in
-      // reverse order for a reverse direction, whose steps = its sequence length): queued for
-      // fusion when a whole group, else projected here.
-      auto project_group = [&](int64_t g, bool queue) {
-        const int64_t k0 = g * kPR, k1 = std::min(steps, k0 + kPR), nr = k1 - k0;
-        if (nr <= 0) return;
-        const int64_t r0 = reverse ? steps - k1 : k0;
-        if (queue && nr == kPR) {
-          float* xt = grow(pv.xt, kPR * I_);
-          for (int64_t j = 0; j < kPR; ++j)
-            for (int64_t i = 0; i < I_; ++i) xt[i * kPR + j] = X[(r0 + j) * I_ + i];
-          q.X = xt, q.Y = xw + r0 * xld, q.next = 0, q.end = dw.W.nblk, q.r0 = r0;
-          return;
-        }
-        ops.gemm(X + r0 * I_, I_, nr, I_, dw.W.data.data(), dw.bias.data(), 0, dw.W.nblk, xw + r0 * xld, xld);
-      };
       // Odd steps take the chunks in reverse order: the recurrence weights read last in one step
       // (still in cache: all of them rarely fit) are the first the next step needs.
       for (int64_t k = 0; k < steps; ++k) {
-        if (fuse && k % kPR == 0) {  // the rows of this group must be ready; queue the next group's
-          if (k == 0) project_group(0, false);
-          else if (q.next < q.end)
-            ops.gemm(X + q.r0 * I_, I_, kPR, I_, dw.W.data.data(), dw.bias.data(), q.next, dw.W.nblk, q.Y, xld);
-          q.next = q.end = 0;
-          project_group(k / kPR + 1, true);
-        }
+        if (fuse && k % kPR == 0 && kPR * slots < dw.W.nblk && (k / kPR + 2) * kPR <= steps)
+          project_rows(group_row(r, k / kPR + 1), kPR, kPR * slots);  // the next group's blocks no tile takes
         for (int64_t i = 0; i < nchunk_; ++i) {
           const int64_t c = k % 2 ? nchunk_ - 1 - i : i;
           chunk_compute(r, c, k, pv);
@@ -1146,6 +1186,7 @@ class FastRnn final : public PreparedKernel {
   const Ops* ops_;
   int64_t gates_ = 1, ndir_ = 1, H_ = 0, I_ = 0;
   int64_t cu_ = 1, nchunk_ = 1;  // hidden units per chunk, chunks
+  std::vector<int64_t> group_off_;  // [nchunk + 1]: one-row group tiles before chunk c
   bool team_ok_ = false;         // forward or reverse with enough work per step for the team
   bool reverse_only_ = false, batch_major_ = false, lbr_ = false, input_forget_ = false;
   float clip_ = std::numeric_limits<float>::infinity();
