@@ -23,9 +23,10 @@
 //
 // Threads: with --threads > 1, a forward or reverse LSTM, RNN or GRU with linear_before_reset (from
 // kTeamMinMacs of recurrence work per batch row and step; LSTM H >= 128) runs its steps on a team
-// (Team, FastRnn::run_team): the chunks of a step are claimed by whichever team thread is running,
-// so a thread another process keeps off its core only slows the step down to one thread's speed,
-// never stalls it. The implementation name then ends in _team<N>. Bidirectional runs its two
+// (Team, FastRnn::run_team): each team thread computes its own share of a step's chunks (the same
+// every step, so its part of R stays in its core's cache), and a share whose thread is late (kept
+// off its core by another process) is taken by the others, so such a thread only slows the step
+// down to one thread's speed, never stalls it. The implementation name then ends in _team<N>. Bidirectional runs its two
 // directions in parallel instead (each on one thread); GRU without linear_before_reset (its second
 // GEMM needs all of r ⊙ h) and small cells run on one thread.
 //
