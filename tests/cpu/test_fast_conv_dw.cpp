@@ -1,17 +1,22 @@
-// FusedConvDw (cpu/fast/conv_dw.cpp): a 1x1 conv and the depthwise 3x3 conv after it as one op.
-//  - The fast kernel (banded oneDNN primitives) vs the reference kernel (the two reference
-//    FusedConv kernels in sequence) on many shapes: channel counts that are not multiples of 16,
-//    odd spatial sizes, stride 1 and 2, batch 1 and 2, with and without bias, each activation,
-//    at 1 and 2 threads; Executor::implementations() shows the fused kernel ran.
-//  - The pass (fuse_conv_dw) on ONNX graphs Conv 1x1 (+Clip) -> depthwise Conv 3x3 (+Clip):
-//    through the Executor (fast path vs the pure reference run of the ONNX graph), what it fuses
-//    and what it leaves (small or unknown intermediate shapes, an intermediate read twice, a
-//    residual, a 5x5 or padded-differently depthwise conv).
+// FusedConvDw (cpu/fast/conv_dw.cpp): a conv (1x1, or a general KxK one like mobilenet_v2's stem)
+// and the depthwise 3x3 conv after it (and the 1x1 projection after that) as one op.
+//  - The fast kernel (banded oneDNN primitives) vs the reference kernel (the reference FusedConv
+//    kernels in sequence) on many shapes: channel counts that are not multiples of 16, odd
+//    spatial sizes, stride 1 and 2, batch 1 and 2, with and without bias, each activation, at 1
+//    and 2 threads; first convs 1x1 and KxK (3x3 stride 1 / 2 / 3, 5x5, 2x2, 3x1; symmetric,
+//    asymmetric and no padding); Executor::implementations() shows the fused kernel ran.
+//  - The pass (fuse_conv_dw) on ONNX graphs Conv 1x1 (+Clip) -> depthwise Conv 3x3 (+Clip), and
+//    the stem pattern Conv 3x3 stride 2 (+Clip) -> depthwise (+Clip) -> 1x1: through the Executor
+//    (fast path vs the pure reference run of the ONNX graph), what it fuses and what it leaves
+//    (small or unknown intermediate shapes, an intermediate read twice, a residual, a 5x5 or
+//    padded-differently depthwise conv, a grouped / dilated / auto_pad SAME / over-padded first
+//    conv).
 //
 // Tolerance: |fast - reference| <= 1e-4 * max(1, max |reference|) per output (fp32; the kernels
 // sum the products in different orders).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 #include <thread>
@@ -87,11 +92,21 @@ struct Case {
   int64_t P = 0;  // projection 1x1 conv to P channels (0: none)
   bool residual = false, bias3 = true;
   std::string act3;
+  // The first conv: kernel, strides, pads (top, left, bottom, right); 1x1 by default.
+  int64_t KH1 = 1, KW1 = 1, SH1 = 1, SW1 = 1;
+  std::vector<int64_t> pads1{0, 0, 0, 0};
+  int64_t H1() const { return (H + pads1[0] + pads1[2] - KH1) / SH1 + 1; }
+  int64_t W1() const { return (W + pads1[1] + pads1[3] - KW1) / SW1 + 1; }
+  int64_t OH() const { return (H1() - 1) / S + 1; }
+  int64_t OW() const { return (W1() - 1) / S + 1; }
 };
 
 std::string describe(const Case& c) {
-  return fmt::format("N{} C{} {}x{} M{} stride {} bias {}/{} act '{}'/'{}' projection P{} residual {} bias {} act '{}'", c.N,
-                     c.C, c.H, c.W, c.M, c.S, c.bias1, c.bias2, c.act1, c.act2, c.P, c.residual, c.bias3, c.act3);
+  return fmt::format(
+      "N{} C{} {}x{} first conv {}x{} stride {}x{} pads {},{},{},{} M{} stride {} bias {}/{} act '{}'/'{}' projection P{} residual {} "
+      "bias {} act '{}'",
+      c.N, c.C, c.H, c.W, c.KH1, c.KW1, c.SH1, c.SW1, c.pads1[0], c.pads1[1], c.pads1[2], c.pads1[3], c.M, c.S, c.bias1, c.bias2, c.act1, c.act2,
+      c.P, c.residual, c.bias3, c.act3);
 }
 
 void set_act(ir::Node& n, const std::string& prefix, const std::string& act) {
@@ -107,11 +122,11 @@ ir::Model fused_model(const Case& c, uint32_t seed) {
   m.opsets[""] = 17;
   m.opsets[kCpuDomain] = 1;
   ir::Graph& g = m.graph;
-  const int64_t OH = (c.H - 1) / c.S + 1, OW = (c.W - 1) / c.S + 1;
+  const int64_t OH = c.OH(), OW = c.OW();
   g.inputs.push_back(vi("X", {c.N, c.H, c.W, c.C}));
   g.outputs.push_back(vi("Y", {c.N, OH, OW, c.P ? c.P : c.M}));
   if (c.residual) g.inputs.push_back(vi("Z", {c.N, OH, OW, c.P}));
-  g.initializers["W1"] = random_tensor({c.M, c.C, 1, 1}, seed, -0.5f, 0.5f);
+  g.initializers["W1"] = random_tensor({c.M, c.C, c.KH1, c.KW1}, seed, -0.5f, 0.5f);
   g.initializers["W2"] = random_tensor({c.M, 1, 3, 3}, seed + 1, -0.5f, 0.5f);
   if (c.bias1) g.initializers["B1"] = random_tensor({c.M}, seed + 2);
   if (c.bias2) g.initializers["B2"] = random_tensor({c.M}, seed + 3);
@@ -122,9 +137,9 @@ ir::Model fused_model(const Case& c, uint32_t seed) {
   n.inputs = {"X", "W1", c.bias1 ? "B1" : "", "W2", c.bias2 ? "B2" : ""};
   n.outputs = {"Y"};
   n.attrs["onnx_opset"] = num(17);
-  n.attrs["pw_kernel_shape"] = ints({1, 1});
-  n.attrs["pw_strides"] = ints({1, 1});
-  n.attrs["pw_pads"] = ints({0, 0, 0, 0});
+  n.attrs["pw_kernel_shape"] = ints({c.KH1, c.KW1});
+  n.attrs["pw_strides"] = ints({c.SH1, c.SW1});
+  n.attrs["pw_pads"] = ints(c.pads1);
   n.attrs["pw_group"] = num(1);
   n.attrs["pw_layout"] = str("NHWC");
   n.attrs["dw_kernel_shape"] = ints({3, 3});
@@ -188,12 +203,45 @@ TEST(FastConvDw, KernelMatchesReference) {
     c.act3 = i % 5 == 0 ? "Relu" : "";
     cases.push_back(c);
   }
+  // A general first conv (group 1): {N, C, H, W, M, S, KH1, KW1, SH1, SW1, pads1, P}.
+  struct First {
+    int64_t N, C, H, W, M, S, KH1, KW1, SH1, SW1;
+    std::vector<int64_t> pads1;
+    int64_t P;
+  };
+  const std::vector<First> firsts = {
+      {1, 3, 224, 224, 32, 1, 3, 3, 2, 2, {1, 1, 1, 1}, 16},  // mobilenet_v2's stem + features.1
+      {2, 3, 37, 41, 21, 1, 3, 3, 2, 2, {1, 1, 1, 1}, 0},     // odd sizes, batch 2
+      {1, 5, 30, 29, 19, 2, 3, 3, 1, 1, {1, 1, 1, 1}, 7},     // 3x3 stride 1, depthwise stride 2
+      {2, 7, 25, 23, 33, 1, 3, 3, 1, 1, {0, 0, 0, 0}, 0},     // no padding
+      {1, 6, 40, 38, 20, 1, 3, 3, 2, 2, {0, 1, 1, 0}, 12},    // asymmetric pads
+      {1, 3, 50, 47, 24, 2, 5, 5, 2, 2, {2, 2, 2, 2}, 0},     // 5x5
+      {1, 4, 33, 35, 18, 1, 3, 1, 2, 1, {1, 0, 1, 0}, 9},     // 3x1, strides 2x1
+      {2, 5, 26, 31, 17, 1, 2, 2, 2, 2, {0, 0, 0, 0}, 0},     // 2x2 stride 2 (even kernel)
+      {1, 3, 31, 32, 16, 1, 3, 3, 3, 3, {1, 1, 1, 1}, 5},     // stride 3
+      {1, 4, 15, 401, 200, 1, 3, 3, 2, 2, {1, 1, 1, 1}, 0},   // wide rows: bands of one output row
+      {1, 3, 120, 61, 40, 2, 3, 3, 2, 2, {1, 1, 1, 1}, 24},   // several bands, stride 2 twice
+  };
+  const std::vector<std::array<std::string, 3>> acts = {{"Clip", "Clip", ""}, {"Relu", "", "Relu"}, {"", "Relu", "Clip"}};
+  for (size_t i = 0; i < firsts.size(); ++i) {
+    const First& f = firsts[i];
+    for (size_t v = 0; v < 2; ++v) {  // the activations below, and with / without bias
+      Case c{f.N, f.C, f.H, f.W, f.M, f.S};
+      c.KH1 = f.KH1, c.KW1 = f.KW1, c.SH1 = f.SH1, c.SW1 = f.SW1, c.pads1 = f.pads1;
+      const auto& a = acts[(i + v) % acts.size()];
+      c.act1 = a[0], c.act2 = a[1], c.act3 = a[2];
+      c.bias1 = v == 0 || i % 2, c.bias2 = v == 0 || i % 2 == 0, c.bias3 = v == 0;
+      c.P = v == 0 ? f.P : (f.P ? 0 : 13);  // with and without the projection
+      c.residual = c.P && i % 3 == 0;
+      cases.push_back(c);
+    }
+  }
   uint32_t seed = 11;
   for (const Case& c : cases) {
     seed += 10;
     ir::Model m = fused_model(c, seed);
     std::map<std::string, Tensor> feeds{{"X", random_tensor({c.N, c.H, c.W, c.C}, seed + 5, -2.f, 2.f)}};
-    if (c.residual) feeds["Z"] = random_tensor({c.N, (c.H - 1) / c.S + 1, (c.W - 1) / c.S + 1, c.P}, seed + 7, -3.f, 3.f);
+    if (c.residual) feeds["Z"] = random_tensor({c.N, c.OH(), c.OW(), c.P}, seed + 7, -3.f, 3.f);
     const Tensor want = Executor(m, RunOptions{.fast = false}).run(feeds).at("Y");
     for (int threads : {1, 2}) {
       SCOPED_TRACE(describe(c) + fmt::format(", {} threads", threads));
@@ -438,4 +486,105 @@ TEST(FastConvDw, ExecutorFusesProjection) {
   auto want = Executor(b.m, RunOptions{.fast = false}).run(feeds);
   EXPECT_LE(rel_err(got.at("p"), want.at("p")), kTol);
   EXPECT_LE(rel_err(got.at("y"), want.at("y")), kTol);
+}
+
+// mobilenet_v2's stem: Conv 3x3 stride 2 pads 1 (3 -> M) + Clip -> depthwise 3x3 (stride S) + Clip
+// -> 1x1 projection to P; shapes known. StemFirst: the first conv's kernel, stride, pads, group,
+// dilation, auto_pad.
+namespace {
+
+struct StemFirst {
+  int64_t k = 3, stride = 2, pad = 1, group = 1, dilation = 1;
+  std::string auto_pad;
+};
+
+Block stem(int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t S, int64_t P, const StemFirst& f = {}) {
+  Block b;
+  const int64_t ek = (f.k - 1) * f.dilation + 1;
+  const bool same = !f.auto_pad.empty();  // SAME_*: ceil(size / stride)
+  const int64_t H1 = same ? (H + f.stride - 1) / f.stride : (H + 2 * f.pad - ek) / f.stride + 1;
+  const int64_t W1 = same ? (W + f.stride - 1) / f.stride : (W + 2 * f.pad - ek) / f.stride + 1;
+  const int64_t OH = (H1 - 1) / S + 1, OW = (W1 - 1) / S + 1;
+  auto& g = b.m.graph;
+  g.inputs.push_back(vi("x", {N, C, H, W}));
+  g.outputs.push_back(vi("y", {N, P, OH, OW}));
+  b.conv("x", "s", C, M, f.k, f.stride, f.group, f.pad);
+  if (f.dilation != 1) b.last().attrs["dilations"] = ints({f.dilation, f.dilation});
+  if (!f.auto_pad.empty()) {
+    b.last().attrs.erase("pads");
+    b.last().attrs["auto_pad"] = str(f.auto_pad);
+  }
+  b.clip6("s", "sr");
+  b.conv("sr", "d", M, M, 3, S, M, 1);
+  b.clip6("d", "dr");
+  b.conv("dr", "y", M, P, 1, 1, 1, 0);
+  for (const char* v : {"s", "sr"}) b.known(v, {N, M, H1, W1});
+  for (const char* v : {"d", "dr"}) b.known(v, {N, M, OH, OW});
+  return b;
+}
+
+}  // namespace
+
+// The reference composition with a general first conv against the ONNX graph it replaces, and
+// the pass's choice of first convs (any_first).
+TEST(FastConvDw, StemPassOnSmallShapesMatchesOnnxGraph) {
+  for (int64_t S : {1, 2}) {
+    Block b = stem(2, 3, 19, 16, 10, S, 6);
+    std::map<std::string, Tensor> feeds{{"x", random_tensor({2, 3, 19, 16}, 4, -3.f, 3.f)}};
+    const Tensor want = Executor(b.m, RunOptions{.fast = false}).run(feeds).at("y");
+    ir::Model f = b.m;
+    f.opsets[kCpuDomain] = 1;
+    fuse_conv_activation(f);
+    conv_layout_nhwc(f);
+    ir::Model only_1x1 = f;
+    EXPECT_EQ(fuse_conv_dw(only_1x1, 0, true, false), 0) << "a 3x3 first conv with any_first = false: not fused";
+    EXPECT_EQ(fuse_conv_dw(f, 1 << 20), 0) << "intermediate under the threshold: not fused";
+    ASSERT_EQ(fuse_conv_dw(f, 0), 1);
+    int fused = 0, convs = 0;
+    for (const auto& n : f.graph.nodes) {
+      fused += n.op_type == "FusedConvDw";
+      convs += n.op_type == "FusedConv";
+    }
+    EXPECT_EQ(fused, 1);
+    EXPECT_EQ(convs, 0);
+    EXPECT_LE(rel_err(Executor(f, RunOptions{.fast = false}).run(feeds).at("y"), want), kTol) << "stride " << S;
+    Executor ex(f);
+    EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1);
+    EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kTol) << "stride " << S;
+  }
+}
+
+TEST(FastConvDw, ExecutorFusesStem) {
+  struct Shp {
+    int64_t N, C, H, W, M, S, P, k, stride, pad;
+  };
+  // Intermediates of 1.2-1.6 MB per image.
+  for (const Shp& s : {Shp{1, 3, 224, 224, 32, 1, 16, 3, 2, 1}, Shp{2, 3, 181, 203, 32, 1, 16, 3, 2, 1},
+                       Shp{1, 3, 100, 90, 40, 2, 24, 3, 1, 1}, Shp{1, 5, 170, 161, 45, 1, 11, 5, 2, 2}}) {
+    const std::string what = fmt::format("{}x{}x{} -> {}x{} stride {} pad {} -> {} -> dw stride {} -> {}", s.C, s.H, s.W,
+                                         s.k, s.k, s.stride, s.pad, s.M, s.S, s.P);
+    Block b = stem(s.N, s.C, s.H, s.W, s.M, s.S, s.P, StemFirst{s.k, s.stride, s.pad});
+    expect_fast_equals_reference(b.m, {s.N, s.C, s.H, s.W}, what);
+    Executor ex(b.m);
+    EXPECT_EQ(count_op(ex, "FusedConvDw"), 1) << what;
+    EXPECT_EQ(count_op(ex, "FusedConv"), 0) << what;
+    EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1) << what;
+  }
+}
+
+TEST(FastConvDw, ExecutorLeavesOtherFirstConvs) {
+  struct Leave {
+    std::string what;
+    StemFirst f;
+    int64_t C, H;
+  };
+  for (const Leave& l : {Leave{"grouped first conv", {3, 2, 1, 2, 1}, 4, 224}, Leave{"dilated first conv", {3, 2, 2, 1, 2}, 3, 224},
+                         Leave{"auto_pad SAME_UPPER", {3, 2, 0, 1, 1, "SAME_UPPER"}, 3, 224},
+                         Leave{"1x1 first conv padded by 1", {1, 2, 1, 1, 1}, 3, 222},
+                         Leave{"intermediate under the threshold (0.4 MB)", {3, 2, 1, 1, 1}, 3, 112}}) {
+    Block b = stem(1, l.C, l.H, l.H, 32, 1, 16, l.f);
+    expect_fast_equals_reference(b.m, {1, l.C, l.H, l.H}, l.what);
+    Executor ex(b.m);
+    EXPECT_EQ(count_op(ex, "FusedConvDw"), 0) << l.what;
+  }
 }

@@ -40,7 +40,9 @@ void nhwc_pool_reference(KernelContext& ctx);
 void register_conv_dw_fused(Registry& r);
 void register_fast_conv_dw(FastRegistry& r);
 void add_conv_dw_passes(std::vector<CpuPass>& p);
-int fuse_conv_dw(ir::Model& m, int64_t min_bytes, bool project = true);
+// With `any_first`, the first conv may be any NHWC group-1 conv (KxK, strides, pads: e.g.
+// mobilenet_v2's stem), else only a 1x1 one.
+int fuse_conv_dw(ir::Model& m, int64_t min_bytes, bool project = true, bool any_first = true);
 void fused_conv_dw_reference(KernelContext& ctx);
 
 }  // namespace opennpu::cpu

@@ -123,6 +123,40 @@ bool pointwise_ok(const ir::Graph& g, const std::unordered_set<std::string>& gi,
          all_equal(a.attr_ints("dilations"), 1) && all_equal(a.attr_ints("pads"), 0) && simple_activation(a);
 }
 
+// Pads of a conv in the pass's / kernel's terms: {top, left, bottom, right} (auto_pad NOTSET or
+// VALID only; empty pads are zeros). False when not of that form.
+bool explicit_pads(const std::string& auto_pad, const std::vector<int64_t>& pads, std::vector<int64_t>& out) {
+  if (auto_pad == "VALID" || pads.empty()) {
+    if (auto_pad != "VALID" && auto_pad != "NOTSET") return false;
+    out = {0, 0, 0, 0};
+    return true;
+  }
+  if (auto_pad != "NOTSET" || pads.size() != 4) return false;
+  out = {pads[0], pads[1], pads[2], pads[3]};
+  return std::all_of(out.begin(), out.end(), [](int64_t p) { return p >= 0; });
+}
+
+// The first conv the pass accepts in general: NHWC FusedConv, weights [M, C, KH, KW], group 1,
+// dilations 1, strides >= 1, explicit pads each smaller than the kernel (so every output row
+// reads at least one input row), no residual, activation none/Relu/Clip (the 1x1 expand convs,
+// and e.g. mobilenet_v2's stem: 3x3 stride 2 pads 1).
+bool first_conv_ok(const ir::Graph& g, const std::unordered_set<std::string>& gi, const ir::Node& a) {
+  if (!is_cpu_conv(a) || a.attr_s("layout", "NCHW") != "NHWC" || a.outputs.size() != 1) return false;
+  if (a.inputs.size() > 3 && !a.inputs[3].empty()) return false;
+  const Tensor* w = a.inputs.size() > 1 ? const_f32(g, gi, a.inputs[1]) : nullptr;
+  if (!w || w->rank() != 4) return false;
+  if (a.inputs.size() > 2 && !a.inputs[2].empty()) {
+    const Tensor* b = const_f32(g, gi, a.inputs[2]);
+    if (!b || b->rank() != 1 || b->dim(0) != w->dim(0)) return false;
+  }
+  std::vector<int64_t> pads;
+  if (!explicit_pads(a.attr_s("auto_pad", "NOTSET"), a.attr_ints("pads"), pads)) return false;
+  if (pads[0] >= w->dim(2) || pads[2] >= w->dim(2) || pads[1] >= w->dim(3) || pads[3] >= w->dim(3)) return false;
+  const auto st = a.attr_ints("strides");
+  if (!st.empty() && (st.size() != 2 || st[0] < 1 || st[1] < 1)) return false;
+  return a.attr_i("group", 1) == 1 && all_equal(a.attr_ints("dilations"), 1) && simple_activation(a);
+}
+
 // The depthwise conv: NHWC FusedConv, weights [M, 1, 3, 3], group M, pads 1, stride 1 or 2 (both
 // dims), no residual, activation none/Relu/Clip.
 bool depthwise_ok(const ir::Graph& g, const std::unordered_set<std::string>& gi, const ir::Node& b, int64_t M) {
@@ -183,7 +217,7 @@ void register_conv_dw_fused(Registry& r) { r.add({"FusedConvDw", kCpuDomain, 1, 
 // ---------------------------------------------------------------------------------------------
 // Pass.
 
-int fuse_conv_dw(ir::Model& m, int64_t min_bytes, bool project) {
+int fuse_conv_dw(ir::Model& m, int64_t min_bytes, bool project, bool any_first) {
   ir::Graph& g = m.graph;
   std::unordered_set<std::string> gi, outputs;
   for (const auto& v : g.inputs) gi.insert(v.name);
@@ -196,7 +230,7 @@ int fuse_conv_dw(ir::Model& m, int64_t min_bytes, bool project) {
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (drop[i]) continue;
     const ir::Node& a = g.nodes[i];
-    if (!pointwise_ok(g, gi, a)) continue;
+    if (any_first ? !first_conv_ok(g, gi, a) : !pointwise_ok(g, gi, a)) continue;
     const std::string& mid = a.outputs[0];
     auto rit = readers.find(mid);
     if (outputs.count(mid) || rit == readers.end() || rit->second.size() != 1) continue;
@@ -258,7 +292,13 @@ int fuse_conv_dw(ir::Model& m, int64_t min_bytes, bool project) {
 }
 
 namespace {
-int fuse_conv_dw_default(ir::Model& m) { return fuse_conv_dw(m, kMinFuseBytes, kProject); }
+int fuse_conv_dw_default(ir::Model& m) {
+  static const bool any_first = [] {  // TEMPORARY (A/B measurement)
+    const char* e = std::getenv("OPENNPU_AB_STEM");
+    return !(e && std::string(e) == "0");
+  }();
+  return fuse_conv_dw(m, kMinFuseBytes, kProject, any_first);
+}
 }  // namespace
 
 void add_conv_dw_passes(std::vector<CpuPass>& p) { p.push_back({"fuse_conv_dw", fuse_conv_dw_default}); }
@@ -314,18 +354,19 @@ class FastConvDw final : public PreparedKernel {
     std::shared_ptr<memory> weights;
     size_t scratch = 0;
   };
-  // Output rows [r0, r1) need 1x1 rows [lo, hi); rows [lo, from) are already in the buffer
-  // (the previous band's last rows, moved to its front), rows [from, hi) are computed.
+  // Output rows [r0, r1) need first-conv rows [lo, hi); rows [lo, from) are already in the
+  // buffer (the previous band's last rows, moved to its front), rows [from, hi) are computed from
+  // input rows [in0, in1) (with the padding rows the band sees at the image's top / bottom).
   struct Band {
-    int64_t r0 = 0, r1 = 0, lo = 0, hi = 0, from = 0;
+    int64_t r0 = 0, r1 = 0, lo = 0, hi = 0, from = 0, in0 = 0;
     Step pw, dw, pj;  // pj: the projection (when there is one), depthwise rows -> output rows
   };
   struct Plan {
     bool ok = false;
     Shape y_shape;
     std::vector<std::vector<Band>> parts;  // one per thread: contiguous output rows
-    int64_t buf_rows = 0, x_image = 0, y_image = 0, row = 0;  // row: floats in one 1x1 output row
-    int64_t C = 0, W = 0, OW = 0, M = 0, P = 0;  // P: output channels
+    int64_t buf_rows = 0, x_image = 0, y_image = 0, row = 0;  // row: floats in one first-conv output row
+    int64_t C = 0, W = 0, OW = 0, M = 0, P = 0;  // W: input width; P: output channels
     int64_t buf2 = 0;                            // floats of the depthwise-output band buffer
   };
 
@@ -335,6 +376,8 @@ class FastConvDw final : public PreparedKernel {
     W2_ = *pc.constant(3);
     if (const Tensor* b = pc.constant(4)) B2_ = *b;
     S_ = pc.attr_ints("dw_strides")[0];
+    if (const auto st = pc.attr_ints("pw_strides"); st.size() == 2) sh_ = st[0], sw_ = st[1];
+    explicit_pads(pc.attr_s("pw_auto_pad", "NOTSET"), pc.attr_ints("pw_pads"), pads1_);
     pw_act_ = pc.attr_s("pw_activation", "");
     dw_act_ = pc.attr_s("dw_activation", "");
     pw_a_ = pc.attr_f("pw_activation_alpha", 0.f), pw_b_ = pc.attr_f("pw_activation_beta", 0.f);
@@ -356,8 +399,8 @@ class FastConvDw final : public PreparedKernel {
     if (!w1 || !w2 || w1->dtype() != DType::Float32 || w2->dtype() != DType::Float32 || w1->rank() != 4 || w2->rank() != 4)
       return *why = "weights not constant float32 4-D tensors", nullptr;
     const int64_t M = w1->dim(0);
-    if (w1->dim(2) != 1 || w1->dim(3) != 1 || w2->dim(0) != M || w2->dim(1) != 1 || w2->dim(2) != 3 || w2->dim(3) != 3)
-      return *why = "weights not [M, C, 1, 1] and [M, 1, 3, 3]", nullptr;
+    if (w2->dim(0) != M || w2->dim(1) != 1 || w2->dim(2) != 3 || w2->dim(3) != 3 || w1->dim(2) < 1 || w1->dim(3) < 1)
+      return *why = "weights not [M, C, KH, KW] and [M, 1, 3, 3]", nullptr;
     for (size_t k : {2u, 4u})
       if (n.has_input(k)) {
         const Tensor* b = pc.constant(k);
@@ -389,11 +432,16 @@ class FastConvDw final : public PreparedKernel {
     if (pc.attr_i("dw_group", 1) != M || pc.attr_i("pw_group", 1) != 1) return *why = "groups", nullptr;
     if (pc.attr_s("pw_layout", "NCHW") != "NHWC" || pc.attr_s("dw_layout", "NCHW") != "NHWC")
       return *why = "layout not NHWC", nullptr;
-    for (const char* a : {"pw_strides", "pw_dilations", "dw_dilations"})
+    for (const char* a : {"pw_dilations", "dw_dilations"})
       if (!all_equal(pc.attr_ints(a), 1)) return *why = std::string(a) + " not 1", nullptr;
-    if (!all_equal(pc.attr_ints("pw_pads"), 0)) return *why = "1x1 conv padded", nullptr;
-    const std::string pap = pc.attr_s("pw_auto_pad", "NOTSET"), dap = pc.attr_s("dw_auto_pad", "NOTSET");
-    if ((pap != "NOTSET" && pap != "VALID") || dap != "NOTSET") return *why = "auto_pad", nullptr;
+    const auto st1 = pc.attr_ints("pw_strides");
+    if (!st1.empty() && (st1.size() != 2 || st1[0] < 1 || st1[1] < 1)) return *why = "first conv strides", nullptr;
+    std::vector<int64_t> pads1;
+    if (!explicit_pads(pc.attr_s("pw_auto_pad", "NOTSET"), pc.attr_ints("pw_pads"), pads1))
+      return *why = "first conv auto_pad / pads", nullptr;
+    if (pads1[0] >= w1->dim(2) || pads1[2] >= w1->dim(2) || pads1[1] >= w1->dim(3) || pads1[3] >= w1->dim(3))
+      return *why = "first conv padded by the kernel size or more", nullptr;
+    if (pc.attr_s("dw_auto_pad", "NOTSET") != "NOTSET") return *why = "auto_pad", nullptr;
     for (const char* a : {"pw_activation", "dw_activation", "pj_activation"}) {
       const std::string act = pc.attr_s(a, "");
       if (!act.empty() && act != "Relu" && act != "Clip") return *why = "activation " + act, nullptr;
@@ -463,7 +511,7 @@ class FastConvDw final : public PreparedKernel {
           if (bd.lo != held_lo)
             std::memmove(buf, buf + (bd.lo - held_lo) * p->row, static_cast<size_t>((bd.from - bd.lo) * p->row) * sizeof(float));
         }
-        if (bd.hi > bd.from) run_step(bd.pw, xi + bd.from * p->W * p->C, buf + (bd.from - bd.lo) * p->row, b1, bias);
+        if (bd.hi > bd.from) run_step(bd.pw, xi + bd.in0 * p->W * p->C, buf + (bd.from - bd.lo) * p->row, b1, bias);
         held_lo = bd.lo;
         float* yrows = yi + bd.r0 * p->OW * p->P;
         if (!has_pj_) {
@@ -499,15 +547,17 @@ class FastConvDw final : public PreparedKernel {
   }
 
   enum class Kind { Pointwise, Depthwise, Projection };
-  Step make_step(const memory::desc& src, const memory::desc& dst, Kind kind, int64_t pt, int64_t pb) const {
+  // A step's conv on row ranges: strides st, padding pl (top, left) and pr (bottom, right).
+  Step make_step(const memory::desc& src, const memory::desc& dst, Kind kind, const dims& st, const dims& pl,
+                 const dims& pr) const {
     Step s;
     s.src = src, s.dst = dst;
-    const bool pw = kind != Kind::Depthwise;  // a 1x1 conv
+    const bool dwk = kind == Kind::Depthwise;
     const int64_t M = W1_.dim(0), C = W1_.dim(1);
-    const Tensor& w = kind == Kind::Pointwise ? W1_ : kind == Kind::Depthwise ? W2_ : W3_;
-    const Tensor& b = kind == Kind::Pointwise ? B1_ : kind == Kind::Depthwise ? B2_ : B3_;
+    const Tensor& w = kind == Kind::Pointwise ? W1_ : dwk ? W2_ : W3_;
+    const Tensor& b = kind == Kind::Pointwise ? B1_ : dwk ? B2_ : B3_;
     const int64_t O = w.dim(0);
-    const dims wd = kind == Kind::Depthwise ? dims{M, 1, 1, 3, 3} : dims{O, kind == Kind::Pointwise ? C : M, 1, 1};
+    const dims wd = dwk ? dims{M, 1, 1, 3, 3} : kind == Kind::Pointwise ? dims{O, C, w.dim(2), w.dim(3)} : dims{O, M, 1, 1};
     memory::desc wany(wd, ddt::f32, tag::any), bias({O}, ddt::f32, tag::x);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -517,8 +567,7 @@ class FastConvDw final : public PreparedKernel {
     const bool has_b = !b.empty_value();
     const auto prop = dnnl::prop_kind::forward_inference;
     const auto alg = dnnl::algorithm::convolution_direct;
-    const dims st = pw ? dims{1, 1} : dims{S_, S_}, dl{0, 0}, pl = pw ? dims{0, 0} : dims{pt, 1},
-               pr = pw ? dims{0, 0} : dims{pb, 1};
+    const dims dl{0, 0};
     auto d = has_b ? dnnl::convolution_forward::desc(prop, alg, src, wany, bias, dst, st, dl, pl, pr)
                    : dnnl::convolution_forward::desc(prop, alg, src, wany, dst, st, dl, pl, pr);
     dnnl::convolution_forward::primitive_desc pd(d, attr, engine());
@@ -526,21 +575,24 @@ class FastConvDw final : public PreparedKernel {
     s.prim = dnnl::convolution_forward(pd);
     s.scratch_desc = pd.scratchpad_desc();
     s.scratch = s.scratch_desc.get_size();
-    s.weights = weights_for(pd.weights_desc(), wd, w, pw ? tag::oihw : tag::goihw);
+    s.weights = weights_for(pd.weights_desc(), wd, w, dwk ? tag::goihw : tag::oihw);
     return s;
   }
 
   void build(const Shape& xs, int threads, Plan& p) const {
     const int64_t N = xs[0], H = xs[1], Wd = xs[2], C = xs[3], M = W1_.dim(0), S = S_;
-    const int64_t OH = (H - 1) / S + 1, OW = (Wd - 1) / S + 1;  // 3x3, pads 1
+    const int64_t KH = W1_.dim(2), KW = W1_.dim(3), pt1 = pads1_[0], pl1 = pads1_[1], pb1 = pads1_[2], pr1 = pads1_[3];
+    if (H + pt1 + pb1 < KH || Wd + pl1 + pr1 < KW) return;  // no output: the reference kernel says why
+    const int64_t H1 = (H + pt1 + pb1 - KH) / sh_ + 1, W1 = (Wd + pl1 + pr1 - KW) / sw_ + 1;  // first conv's output
+    const int64_t OH = (H1 - 1) / S + 1, OW = (W1 - 1) / S + 1;  // depthwise 3x3, pads 1
     try {
-      if (static_cast<uint64_t>(checked_numel({N, H, Wd, M})) > max_tensor_bytes() / sizeof(float)) return;
+      if (static_cast<uint64_t>(checked_numel({N, H1, W1, M})) > max_tensor_bytes() / sizeof(float)) return;
     } catch (const Error&) {
       return;
     }
     const int64_t P = has_pj_ ? W3_.dim(0) : M;
     p.C = C, p.W = Wd, p.OW = OW, p.M = M, p.P = P;
-    p.row = Wd * M;
+    p.row = W1 * M;
     p.x_image = H * Wd * C;
     p.y_image = OH * OW * P;
     p.y_shape = {N, OH, OW, P};
@@ -557,16 +609,24 @@ class FastConvDw final : public PreparedKernel {
         Band bd;
         bd.r0 = r0, bd.r1 = std::min(q1, r0 + br);
         const int64_t lo = bd.r0 * S - 1, hi = (bd.r1 - 1) * S - 1 + 3;
-        const int64_t pt = std::max<int64_t>(0, -lo), pb = std::max<int64_t>(0, hi - H);
-        bd.lo = std::max<int64_t>(lo, 0), bd.hi = std::min(hi, H);
+        const int64_t pt = std::max<int64_t>(0, -lo), pb = std::max<int64_t>(0, hi - H1);
+        bd.lo = std::max<int64_t>(lo, 0), bd.hi = std::min(hi, H1);
         bd.from = held_hi > bd.lo ? held_hi : bd.lo;
-        if (bd.hi > bd.from)
-          bd.pw = make_step(memory::desc({1, C, bd.hi - bd.from, Wd}, ddt::f32, tag::nhwc),
-                            memory::desc({1, M, bd.hi - bd.from, Wd}, ddt::f32, tag::nhwc), Kind::Pointwise, 0, 0);
+        if (bd.hi > bd.from) {
+          // First-conv rows [from, hi) read input rows [a, b), the part outside the image padding.
+          const int64_t a = bd.from * sh_ - pt1, b = (bd.hi - 1) * sh_ - pt1 + KH;
+          bd.in0 = std::max<int64_t>(a, 0);
+          const int64_t in1 = std::min(b, H);
+          bd.pw = make_step(memory::desc({1, C, in1 - bd.in0, Wd}, ddt::f32, tag::nhwc),
+                            memory::desc({1, M, bd.hi - bd.from, W1}, ddt::f32, tag::nhwc), Kind::Pointwise, {sh_, sw_},
+                            {bd.in0 - a, pl1}, {b - in1, pr1});
+        }
         const memory::desc drows({1, M, bd.r1 - bd.r0, OW}, ddt::f32, tag::nhwc);
-        bd.dw = make_step(memory::desc({1, M, bd.hi - bd.lo, Wd}, ddt::f32, tag::nhwc), drows, Kind::Depthwise, pt, pb);
+        bd.dw = make_step(memory::desc({1, M, bd.hi - bd.lo, W1}, ddt::f32, tag::nhwc), drows, Kind::Depthwise, {S, S},
+                          {pt, 1}, {pb, 1});
         if (has_pj_) {
-          bd.pj = make_step(drows, memory::desc({1, P, bd.r1 - bd.r0, OW}, ddt::f32, tag::nhwc), Kind::Projection, 0, 0);
+          bd.pj = make_step(drows, memory::desc({1, P, bd.r1 - bd.r0, OW}, ddt::f32, tag::nhwc), Kind::Projection, {1, 1},
+                            {0, 0}, {0, 0});
           p.buf2 = std::max(p.buf2, (bd.r1 - bd.r0) * OW * M);
         }
         p.buf_rows = std::max(p.buf_rows, bd.hi - bd.lo);
@@ -595,6 +655,8 @@ class FastConvDw final : public PreparedKernel {
   KernelFn ref_;
   Tensor W1_, B1_, W2_, B2_, W3_, B3_;
   int64_t S_ = 1;
+  int64_t sh_ = 1, sw_ = 1;                // the first conv's strides
+  std::vector<int64_t> pads1_{0, 0, 0, 0};  // and pads (top, left, bottom, right)
   bool has_pj_ = false, has_z_ = false;
   std::string pw_act_, dw_act_, pj_act_;
   float pw_a_ = 0, pw_b_ = 0, dw_a_ = 0, dw_b_ = 0, pj_a_ = 0, pj_b_ = 0;
