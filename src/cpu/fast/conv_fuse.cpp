@@ -34,12 +34,6 @@ ir::Attribute attr_int(int64_t i) {
   a.i = i;
   return a;
 }
-ir::Attribute attr_ints(std::vector<int64_t> v) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::Ints;
-  a.ints = std::move(v);
-  return a;
-}
 
 // Runs the ai.onnx reference kernel `op` with `node`'s attributes on `ins`; returns output 0.
 Tensor run_reference(const std::string& op, const ir::Node& node, std::vector<const Tensor*> ins, int64_t opset) {
@@ -279,11 +273,7 @@ int fuse_conv_activation(ir::Model& m) {
     g.nodes[last] = std::move(f);
     ++rewrites;
   }
-  std::vector<ir::Node> kept;
-  kept.reserve(g.nodes.size());
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(kept);
+  erase_dropped(g.nodes, drop);
   return rewrites;
 }
 
@@ -293,97 +283,56 @@ int conv_layout_nhwc(ir::Model& m) {
                                                         "HardSwish", "Elu", "Selu", "Neg", "Abs", "Exp", "Softplus"};
   static const std::unordered_set<std::string> binary = {"Add", "Sub", "Mul", "Div", "Max", "Min"};
   static const std::unordered_set<std::string> pools = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"};
-  std::unordered_map<std::string, std::string> nhwc_of;  // value -> its NHWC copy
-  std::unordered_set<std::string> nchw_missing;         // values that exist only as their NHWC copy
-  std::unordered_set<std::string> taken;
-  for (const auto& n : g.nodes)
-    for (const auto& o : n.outputs) taken.insert(o);
-  for (const auto& v : g.inputs) taken.insert(v.name);
-  for (const auto& [k, _] : g.initializers) taken.insert(k);
-  auto fresh = [&](const std::string& base) {
-    std::string s = base;
-    for (int k = 1; taken.count(s); ++k) s = base + "_" + std::to_string(k);
-    taken.insert(s);
-    return s;
-  };
-  auto transpose = [&](const std::string& name, const std::string& in, const std::string& out, std::vector<int64_t> perm) {
-    ir::Node t;
-    t.name = fresh(name);
-    t.op_type = "Transpose";
-    t.inputs = {in};
-    t.outputs = {out};
-    t.attrs["perm"] = attr_ints(std::move(perm));
-    return t;
-  };
   std::vector<ir::Node> out;
   out.reserve(g.nodes.size() + 8);
+  NhwcRewriter nh(g, out, "");
   int converted = 0;
-  // The NHWC name of v, converting (Transpose) when v exists only in NCHW.
-  auto want_nhwc = [&](const std::string& v) -> std::string {
-    if (auto it = nhwc_of.find(v); it != nhwc_of.end()) return it->second;
-    std::string t = fresh(v + "#nhwc");
-    out.push_back(transpose(v + "#to_nhwc", v, t, {0, 2, 3, 1}));
-    nhwc_of[v] = t;
-    return t;
-  };
-  auto make_nhwc_output = [&](ir::Node& n) {
-    const std::string v = n.outputs[0];
-    n.outputs[0] = fresh(v + "#nhwc");
-    nhwc_of[v] = n.outputs[0];
-    nchw_missing.insert(v);
-  };
-  auto need_nchw = [&](const std::string& v) {
-    if (!nchw_missing.count(v)) return;
-    out.push_back(transpose(v + "#to_nchw", nhwc_of[v], v, {0, 3, 1, 2}));
-    nchw_missing.erase(v);
-  };
-  auto is_nhwc = [&](const std::string& v) { return nhwc_of.count(v) != 0; };
   for (auto& n0 : g.nodes) {
     ir::Node n = std::move(n0);
     const bool onnx = onnx_domain(n);
     const bool single_out = n.outputs.size() == 1 || (n.outputs.size() == 2 && n.outputs[1].empty());
     bool done = false;
     if (n.op_type == "FusedConv" && n.domain == kCpuDomain && n.attr_s("layout", "NCHW") == "NCHW") {
-      n.inputs[0] = want_nhwc(n.inputs[0]);
-      if (n.inputs.size() > 3 && !n.inputs[3].empty()) n.inputs[3] = want_nhwc(n.inputs[3]);
+      n.inputs[0] = nh.want_nhwc(n.inputs[0]);
+      if (n.inputs.size() > 3 && !n.inputs[3].empty()) n.inputs[3] = nh.want_nhwc(n.inputs[3]);
       n.attrs["layout"] = attr_str("NHWC");
-      make_nhwc_output(n);
+      nh.make_nhwc_output(n);
       done = true;
-    } else if (onnx && pools.count(n.op_type) && single_out && n.num_inputs() == 1 && is_nhwc(n.inputs[0])) {
+    } else if (onnx && pools.count(n.op_type) && single_out && n.num_inputs() == 1 && nh.is_nhwc(n.inputs[0])) {
       n.outputs.resize(1);
-      n.inputs[0] = nhwc_of[n.inputs[0]];
+      n.inputs[0] = nh.nhwc(n.inputs[0]);
       n.domain = kCpuDomain;
       n.attrs["layout"] = attr_str("NHWC");
       n.attrs["onnx_opset"] = attr_int(m.opset(""));
-      make_nhwc_output(n);
+      nh.make_nhwc_output(n);
       done = true;
-    } else if (onnx && n.outputs.size() == 1 && !n.inputs.empty() && is_nhwc(n.inputs[0])) {
+    } else if (onnx && n.outputs.size() == 1 && !n.inputs.empty() && nh.is_nhwc(n.inputs[0])) {
       bool ok = false;
       if (unary.count(n.op_type)) {
         ok = true;
-        for (size_t k = 1; k < n.inputs.size(); ++k) ok &= !is_nhwc(n.inputs[k]);  // Clip min/max
-        if (ok) n.inputs[0] = nhwc_of[n.inputs[0]];
+        for (size_t k = 1; k < n.inputs.size(); ++k) ok &= !nh.is_nhwc(n.inputs[k]);  // Clip min/max
+        if (ok) n.inputs[0] = nh.nhwc(n.inputs[0]);
       } else if (binary.count(n.op_type) && n.inputs.size() >= 2) {
         ok = true;
-        for (const auto& v : n.inputs) ok &= !v.empty() && is_nhwc(v);
+        for (const auto& v : n.inputs) ok &= !v.empty() && nh.is_nhwc(v);
         if (ok)
-          for (auto& v : n.inputs) v = nhwc_of[v];
+          for (auto& v : n.inputs) v = nh.nhwc(v);
       }
       bool subgraph = false;
       for (const auto& [_, a] : n.attrs)
         subgraph |= a.kind == ir::Attribute::Kind::Graph || a.kind == ir::Attribute::Kind::Graphs;
       if (ok && !subgraph) {
-        make_nhwc_output(n);
+        nh.make_nhwc_output(n);
         done = true;
       }
     }
     if (!done)
-      for (const auto& r : ir::node_reads(n)) need_nchw(r);
+      for (const auto& r : ir::node_reads(n)) nh.need_nchw(r);
     else
       ++converted;
     out.push_back(std::move(n));
   }
-  for (const auto& o : g.outputs) need_nchw(o.name);
+  for (const auto& o : g.outputs) nh.need_nchw(o.name);
   g.nodes = std::move(out);
   return converted;
 }

@@ -943,49 +943,9 @@ int qconv_layout_nhwc(ir::Model& m) {
   };
   static const std::unordered_set<std::string> unary = {"Relu", "Clip"};
   static const std::unordered_set<std::string> binary = {"Add", "Sub", "Mul", "Max", "Min"};
-  std::unordered_map<std::string, std::string> nhwc_of;
-  std::unordered_set<std::string> nchw_missing, taken;
-  for (const auto& n : g.nodes)
-    for (const auto& o : n.outputs) taken.insert(o);
-  for (const auto& v : g.inputs) taken.insert(v.name);
-  for (const auto& [k, _] : g.initializers) taken.insert(k);
-  auto fresh = [&](const std::string& base) {
-    std::string s = base;
-    for (int k = 1; taken.count(s); ++k) s = base + "_" + std::to_string(k);
-    taken.insert(s);
-    return s;
-  };
   std::vector<ir::Node> out;
   out.reserve(g.nodes.size() + 8);
-  auto transpose = [&](const std::string& in, const std::string& o, std::vector<int64_t> perm) {
-    ir::Node t;
-    t.name = fresh(in + (perm[1] == 2 ? "#q_to_nhwc" : "#q_to_nchw"));
-    t.op_type = "Transpose";
-    t.inputs = {in};
-    t.outputs = {o};
-    t.attrs["perm"].kind = ir::Attribute::Kind::Ints;
-    t.attrs["perm"].ints = std::move(perm);
-    out.push_back(std::move(t));
-  };
-  auto want_nhwc = [&](const std::string& v) {
-    if (auto it = nhwc_of.find(v); it != nhwc_of.end()) return it->second;
-    const std::string t = fresh(v + "#nhwc");
-    transpose(v, t, {0, 2, 3, 1});
-    nhwc_of[v] = t;
-    return t;
-  };
-  auto make_nhwc_output = [&](ir::Node& n) {
-    const std::string v = n.outputs[0];
-    n.outputs[0] = fresh(v + "#nhwc");
-    nhwc_of[v] = n.outputs[0];
-    nchw_missing.insert(v);
-  };
-  auto need_nchw = [&](const std::string& v) {
-    if (!nchw_missing.count(v)) return;
-    transpose(nhwc_of[v], v, {0, 3, 1, 2});
-    nchw_missing.erase(v);
-  };
-  auto is_nhwc = [&](const std::string& v) { return nhwc_of.count(v) != 0; };
+  NhwcRewriter nh(g, out, "q_");
   // NHWC values made by a DequantizeLinear (float, never NaN) or an int8 op: what MaxPool takes.
   std::unordered_set<std::string> made_by;
   int converted = 0;
@@ -997,26 +957,26 @@ int qconv_layout_nhwc(ir::Model& m) {
     const bool single = n.outputs.size() == 1;
     if (!subgraph && onnx(n) && single && !n.inputs.empty() && n.attr_s("layout", "NCHW") == "NCHW") {
       if (n.op_type == "QLinearConv" && accepts(n, FastQConv::prepare)) {
-        n.inputs[0] = want_nhwc(n.inputs[0]);
+        n.inputs[0] = nh.want_nhwc(n.inputs[0]);
         done = true;
-      } else if (n.op_type == "MaxPool" && is_nhwc(n.inputs[0]) && made_by.count(nhwc_of[n.inputs[0]]) &&
+      } else if (n.op_type == "MaxPool" && nh.is_nhwc(n.inputs[0]) && made_by.count(nh.nhwc(n.inputs[0])) &&
                  accepts(n, FastQMaxPool::prepare)) {
-        n.inputs[0] = nhwc_of[n.inputs[0]];
+        n.inputs[0] = nh.nhwc(n.inputs[0]);
         done = true;
-      } else if ((n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") && is_nhwc(n.inputs[0]) &&
+      } else if ((n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") && nh.is_nhwc(n.inputs[0]) &&
                  per_tensor(n)) {
-        n.inputs[0] = nhwc_of[n.inputs[0]];
+        n.inputs[0] = nh.nhwc(n.inputs[0]);
         done = true;
-      } else if (unary.count(n.op_type) && is_nhwc(n.inputs[0])) {
+      } else if (unary.count(n.op_type) && nh.is_nhwc(n.inputs[0])) {
         bool ok = true;
-        for (size_t k = 1; k < n.inputs.size(); ++k) ok &= !is_nhwc(n.inputs[k]);
-        if (ok) n.inputs[0] = nhwc_of[n.inputs[0]];
+        for (size_t k = 1; k < n.inputs.size(); ++k) ok &= !nh.is_nhwc(n.inputs[k]);
+        if (ok) n.inputs[0] = nh.nhwc(n.inputs[0]);
         done = ok;
       } else if (binary.count(n.op_type) && n.inputs.size() == 2) {
         bool ok = true;
-        for (const auto& v : n.inputs) ok &= !v.empty() && is_nhwc(v);
+        for (const auto& v : n.inputs) ok &= !v.empty() && nh.is_nhwc(v);
         if (ok)
-          for (auto& v : n.inputs) v = nhwc_of[v];
+          for (auto& v : n.inputs) v = nh.nhwc(v);
         done = ok;
       }
     }
@@ -1025,16 +985,16 @@ int qconv_layout_nhwc(ir::Model& m) {
         n.attrs["layout"].kind = ir::Attribute::Kind::String;
         n.attrs["layout"].s = "NHWC";
       }
-      make_nhwc_output(n);
+      nh.make_nhwc_output(n);
       if (n.op_type == "DequantizeLinear" || n.op_type == "QuantizeLinear" || n.op_type == "QLinearConv")
         made_by.insert(n.outputs[0]);
       ++converted;
     } else {
-      for (const auto& r : ir::node_reads(n)) need_nchw(r);
+      for (const auto& r : ir::node_reads(n)) nh.need_nchw(r);
     }
     out.push_back(std::move(n));
   }
-  for (const auto& o : g.outputs) need_nchw(o.name);
+  for (const auto& o : g.outputs) nh.need_nchw(o.name);
   g.nodes = std::move(out);
   return converted;
 }
