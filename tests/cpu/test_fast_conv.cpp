@@ -82,7 +82,7 @@ struct ConvCase {
   std::vector<int64_t> strides{1, 1}, dil{1, 1}, pads{0, 0, 0, 0};
   std::string auto_pad = "NOTSET";
   bool bias = true, sum = false;
-  std::string act;
+  std::string act{};
   float alpha = 0, beta = 0;
 };
 
@@ -154,7 +154,9 @@ double check_conv(const ConvCase& c, bool nhwc, uint32_t seed, const char* expec
   const double err = rel_err(fc.outputs()[0], ref);
   EXPECT_LE(err, tol);
   EXPECT_GT(k->state_bytes(), 0u) << "the fast kernel fell back to the reference (no oneDNN primitive)";
-  if (expect_impl) EXPECT_EQ(k->name(), expect_impl);
+  if (expect_impl) {
+    EXPECT_EQ(k->name(), expect_impl);
+  }
   return err;
 }
 
