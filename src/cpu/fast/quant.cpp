@@ -626,7 +626,10 @@ class FastQMatMul final : public PreparedKernel {
   }
 
   std::string name() const override { return gemm_ ? "onednn_qgemm" : "onednn_qmatmul"; }
-  size_t state_bytes() const override { return static_cast<size_t>(K_ * N_); }
+  size_t state_bytes() const override {  // B as [K, N], the per-column constants, reordered copies
+    std::lock_guard<std::mutex> lk(mu_);
+    return B_.nbytes() + mult_.size() * sizeof(float) + bias_.size() * sizeof(int32_t) + weights_.bytes();
+  }
 
   void run(KernelContext& ctx) const override {
     const Tensor& a = ctx.input(0);
