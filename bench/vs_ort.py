@@ -19,7 +19,8 @@ its base before the model load, ~52 MB, is shown too).
 
   /usr/bin/python3 bench/vs_ort.py [--opennpu build/release/opennpu] [--models a,b] [--threads 1,2]
                                    [--runs 20] [--rounds 3] [--json FILE] [--write]
-  /usr/bin/python3 bench/vs_ort.py --from-json FILE [--write]      (re-render saved results)
+  /usr/bin/python3 bench/vs_ort.py --from-json FILE [--write] [--repeats F2,F3]
+      (re-render saved results; --repeats lists other runs' --json files in a "Repeat runs" section)
 --write writes docs/performance.md. Needs node/npm; runs ../shared/tools/ort/setup.sh first.
 """
 import argparse
@@ -236,6 +237,31 @@ def write_doc(a, rows, mach, load_before, load_after, started, seconds):
     L.append("## Reading\n")
     L.append(reading(rows))
     L.append("")
+    if getattr(a, "repeats", None):
+        L.append("## Repeat runs\n")
+        L.append("Other runs of the same binary and command (`--json` files given with `--repeats`), to show how "
+                 "far the ratios move between runs on this shared machine. Latency ratio (noise) per model and "
+                 "thread count, and whether all of the issue's limits held in that run:\n")
+        L.append("| run (UTC) | load before -> after | " + " | ".join(f"{r['model']} t={r['threads']}" for r in rows) +
+                 " | all limits |")
+        L.append("|---|---|" + "---:|" * len(rows) + "---|")
+        for path in a.repeats.split(","):
+            with open(path) as f:
+                rr = json.load(f)
+            by = {(r["model"], r["threads"]): r for r in rr["rows"]}
+            cells = []
+            for r in rows:
+                x = by.get((r["model"], r["threads"]))
+                if not x:
+                    cells.append("-")
+                    continue
+                noise = max(spread(x["ours_ms_rounds"]), spread(x["ort_ms_rounds"]))
+                cells.append(f"{x['ours_ms'] / x['ort_ms']:.2f} ({100 * noise:.0f}%)")
+            g = goal_lines(rr["rows"])
+            ok = "holds" if g and all(x[5] for x in g) else "**does not hold**"
+            L.append(f"| {rr['started'][:16].replace('T', ' ')} | {rr['load_before'].split()[0]} -> "
+                     f"{rr['load_after'].split()[0]} | " + " | ".join(cells) + f" | {ok} |")
+        L.append("")
     L.append("Reproduce: `bash ../shared/tools/ort/setup.sh && /usr/bin/python3 bench/vs_ort.py "
              "--opennpu build/release/opennpu --write` (models from `scripts/export_models.py`).\n")
     path = os.path.join(ROOT, "docs", "performance.md")
@@ -276,9 +302,11 @@ def reading(rows):
                "Conv + bias + residual Add + Relu/Clip (FusedConv) and switch runs of convs and pools to NHWC; "
                "MatMul + bias (+ GELU) become FusedMatMul and the decomposed LayerNorm one op. Convs and matmuls run "
                "on oneDNN primitives created once, with weights re-laid-out or pre-packed at load, split over "
-               "opennpu's own threads (exactly --threads N); LSTM/GRU/RNN use packed weights, one input-projection "
-               "GEMM and vectorised gates; Softmax/LayerNorm/elementwise ops are vectorised (AVX-512/AVX2 chosen at "
-               "run time). Intermediate buffers come from a pool recycled by liveness (no buffer allocation after "
+               "opennpu's own threads (exactly --threads N); 3x3 stride-1 convs with >= 32 channels run as Winograd "
+               "convolutions; mobilenet's large 1x1 -> depthwise -> 1x1 blocks (and its stem) are computed band by "
+               "band in L2 (FusedConvDw); LSTM/GRU/RNN use packed weights and vectorised gates, with the input "
+               "projection fused into the recurrence on one thread and a team of threads per step on two; "
+               "Softmax/LayerNorm/elementwise ops are vectorised (AVX-512/AVX2 chosen at run time). Intermediate buffers come from a pool recycled by liveness (no buffer allocation after "
                "the first prediction), and elementwise ops write into dying inputs. ORT runs its full optimiser at "
                "level `all` on its MLAS kernels.")
     worst = sorted(MODELS, key=lambda m: -statistics.mean([r["ours_ms"] / r["ort_ms"] for r in rows if r["model"] == m] or [0]))
@@ -308,12 +336,15 @@ def main():
     ap.add_argument("--json", help="also write the raw results to this file")
     ap.add_argument("--write", action="store_true", help="write docs/performance.md")
     ap.add_argument("--from-json", help="do not measure: print (and with --write, document) a --json file's results")
+    ap.add_argument("--repeats", help="with --write: comma-separated --json files of other runs of the same binary, "
+                                      "listed in the doc's 'Repeat runs' section")
     a = ap.parse_args()
     if a.from_json:
         with open(a.from_json) as f:
             saved = json.load(f)
         for k, v in saved["args"].items():
-            setattr(a, k, v)
+            if k != "repeats":
+                setattr(a, k, v)
         report(a, saved["rows"], saved["machine"], saved["load_before"], saved["load_after"],
                datetime.datetime.fromisoformat(saved["started"]), saved["seconds"])
         return 0
