@@ -74,6 +74,13 @@ double rel_err(const Tensor& a, const Tensor& b) {
 }
 constexpr double kTol = 1e-4;
 
+// The Executor's options for the pure reference run (no passes, reference kernels only).
+RunOptions reference_only() {
+  RunOptions o;
+  o.fast = false;
+  return o;
+}
+
 int count_impl(const Executor& ex, const std::string& impl) {
   int n = 0;
   for (const auto& i : ex.implementations()) n += i.impl == impl;
@@ -91,7 +98,7 @@ struct Case {
   std::string act1 = "Clip", act2 = "Clip";
   int64_t P = 0;  // projection 1x1 conv to P channels (0: none)
   bool residual = false, bias3 = true;
-  std::string act3;
+  std::string act3{};
   // The first conv: kernel, strides, pads (top, left, bottom, right); 1x1 by default.
   int64_t KH1 = 1, KW1 = 1, SH1 = 1, SW1 = 1;
   std::vector<int64_t> pads1{0, 0, 0, 0};
@@ -242,7 +249,7 @@ TEST(FastConvDw, KernelMatchesReference) {
     ir::Model m = fused_model(c, seed);
     std::map<std::string, Tensor> feeds{{"X", random_tensor({c.N, c.H, c.W, c.C}, seed + 5, -2.f, 2.f)}};
     if (c.residual) feeds["Z"] = random_tensor({c.N, c.OH(), c.OW(), c.P}, seed + 7, -3.f, 3.f);
-    const Tensor want = Executor(m, RunOptions{.fast = false}).run(feeds).at("Y");
+    const Tensor want = Executor(m, reference_only()).run(feeds).at("Y");
     for (int threads : {1, 2}) {
       SCOPED_TRACE(describe(c) + fmt::format(", {} threads", threads));
       set_num_threads(threads);
@@ -280,7 +287,7 @@ TEST(FastConvDw, PassOnSmallShapesMatchesOnnxGraph) {
     g.nodes.push_back(dw);
     g.nodes.push_back(test_graph::node("Relu", {"d"}, {"y"}));
     std::map<std::string, Tensor> feeds{{"x", random_tensor({2, 5, 9, 7}, 4, -3.f, 3.f)}};
-    const Tensor want = Executor(m, RunOptions{.fast = false}).run(feeds).at("y");
+    const Tensor want = Executor(m, reference_only()).run(feeds).at("y");
 
     ir::Model f = m;
     f.opsets[kCpuDomain] = 1;
@@ -296,7 +303,7 @@ TEST(FastConvDw, PassOnSmallShapesMatchesOnnxGraph) {
     EXPECT_EQ(fused, 1);
     EXPECT_EQ(convs, 0);
     // The fused model with reference kernels only, and with the fast ones.
-    EXPECT_LE(rel_err(Executor(f, RunOptions{.fast = false}).run(feeds).at("y"), want), kTol) << "stride " << S;
+    EXPECT_LE(rel_err(Executor(f, reference_only()).run(feeds).at("y"), want), kTol) << "stride " << S;
     Executor ex(f);
     EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1);
     EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kTol) << "stride " << S;
@@ -350,7 +357,7 @@ Block expand_dw(int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t S
 
 void expect_fast_equals_reference(const ir::Model& m, const Shape& xs, const std::string& what) {
   std::map<std::string, Tensor> feeds{{"x", random_tensor(xs, 9, -2.f, 2.f)}};
-  const Tensor want = Executor(m, RunOptions{.fast = false}).run(feeds).at("y");
+  const Tensor want = Executor(m, reference_only()).run(feeds).at("y");
   for (int threads : {1, 2}) {
     SCOPED_TRACE(what + fmt::format(", {} threads", threads));
     set_num_threads(threads);
@@ -380,7 +387,7 @@ TEST(FastConvDw, ExecutorFusesLargeIntermediates) {
   // Concurrent predictions on one executor (shared plans and weights, per-thread band buffers).
   Block b = expand_dw(1, 16, 112, 112, 96, 2);
   std::map<std::string, Tensor> feeds{{"x", random_tensor({1, 16, 112, 112}, 12, -2.f, 2.f)}};
-  const Tensor want = Executor(b.m, RunOptions{.fast = false}).run(feeds).at("y");
+  const Tensor want = Executor(b.m, reference_only()).run(feeds).at("y");
   set_num_threads(2);
   Executor ex(b.m);
   std::vector<Tensor> got(4);
@@ -421,7 +428,7 @@ TEST(FastConvDw, ExecutorLeavesOtherPairs) {
     Executor ex(b.m);
     EXPECT_EQ(count_op(ex, "FusedConvDw"), 0);
     auto got = ex.run(feeds);
-    auto want = Executor(b.m, RunOptions{.fast = false}).run(feeds);
+    auto want = Executor(b.m, reference_only()).run(feeds);
     EXPECT_LE(rel_err(got.at("er"), want.at("er")), kTol);
     EXPECT_LE(rel_err(got.at("y"), want.at("y")), kTol);
   }
@@ -483,7 +490,7 @@ TEST(FastConvDw, ExecutorFusesProjection) {
   EXPECT_EQ(count_op(ex, "FusedConv"), 1);
   std::map<std::string, Tensor> feeds{{"x", random_tensor({1, 16, 64, 64}, 21)}};
   auto got = ex.run(feeds);
-  auto want = Executor(b.m, RunOptions{.fast = false}).run(feeds);
+  auto want = Executor(b.m, reference_only()).run(feeds);
   EXPECT_LE(rel_err(got.at("p"), want.at("p")), kTol);
   EXPECT_LE(rel_err(got.at("y"), want.at("y")), kTol);
 }
@@ -495,7 +502,7 @@ namespace {
 
 struct StemFirst {
   int64_t k = 3, stride = 2, pad = 1, group = 1, dilation = 1;
-  std::string auto_pad;
+  std::string auto_pad{};
 };
 
 Block stem(int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t S, int64_t P, const StemFirst& f = {}) {
@@ -531,7 +538,7 @@ TEST(FastConvDw, StemPassOnSmallShapesMatchesOnnxGraph) {
   for (int64_t S : {1, 2}) {
     Block b = stem(2, 3, 19, 16, 10, S, 6);
     std::map<std::string, Tensor> feeds{{"x", random_tensor({2, 3, 19, 16}, 4, -3.f, 3.f)}};
-    const Tensor want = Executor(b.m, RunOptions{.fast = false}).run(feeds).at("y");
+    const Tensor want = Executor(b.m, reference_only()).run(feeds).at("y");
     ir::Model f = b.m;
     f.opsets[kCpuDomain] = 1;
     fuse_conv_activation(f);
@@ -547,7 +554,7 @@ TEST(FastConvDw, StemPassOnSmallShapesMatchesOnnxGraph) {
     }
     EXPECT_EQ(fused, 1);
     EXPECT_EQ(convs, 0);
-    EXPECT_LE(rel_err(Executor(f, RunOptions{.fast = false}).run(feeds).at("y"), want), kTol) << "stride " << S;
+    EXPECT_LE(rel_err(Executor(f, reference_only()).run(feeds).at("y"), want), kTol) << "stride " << S;
     Executor ex(f);
     EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1);
     EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kTol) << "stride " << S;

@@ -1,12 +1,14 @@
-// cpu/fast/conv_dw.cpp — a 1x1 conv and the depthwise 3x3 conv reading its output, in one op
-// (mobilenet's "expand" conv and the depthwise conv after it), optionally with the 1x1
-// "projection" conv reading the depthwise output (and its residual Add).
+// cpu/fast/conv_dw.cpp — a conv and the depthwise 3x3 conv reading its output, in one op
+// (mobilenet's 1x1 "expand" conv and the depthwise conv after it; or its 3x3 stride-2 stem and
+// features.1's depthwise conv), optionally with the 1x1 "projection" conv reading the depthwise
+// output (and its residual Add).
 //
 // Op (domain opennpu.cpu, created only by the pass below, layout NHWC):
 //   FusedConvDw(X, W1, B1?, W2, B2?, W3?, B3?, Z?)
 //     D = FusedConv_dw(FusedConv_pw(X, W1, B1), W2, B2); Y = W3 ? FusedConv_pj(D, W3, B3, Z) : D
-//     pw_*: the attributes of the 1x1 FusedConv (stride 1, no padding, group 1, activation "" |
-//           Relu | Clip, no residual); dw_*: those of the depthwise FusedConv (3x3, group =
+//     pw_*: the attributes of the first FusedConv (any kernel size, strides, explicit pads
+//           smaller than the kernel (or auto_pad VALID), dilations 1, group 1, activation "" |
+//           Relu | Clip, no residual; the 1x1 expand convs: stride 1, no padding); dw_*: those of the depthwise FusedConv (3x3, group =
 //           channels, pads 1, stride 1 or 2, same activations, no residual); pj_*: those of the
 //           projection 1x1 FusedConv (stride 1, no padding, group 1, same activations, residual Z
 //           allowed); onnx_opset.
@@ -43,6 +45,27 @@
 // 0.94-1.00x at 2 (two A/B runs, 24 and 30 rounds: within the noise, not worse); profile, blocks
 // features.2-4 summed over 5 runs each: median 1.97 ms with it, 2.64 ms without.
 //
+// The first conv in general (KxK, strides, pads; not only 1x1): each band computes the first-conv
+// rows [from, hi) it needs from the input rows they read, [from*sh - pt, (hi-1)*sh - pt + KH)
+// clipped to the image, with the part of the padding that band sees (top rows: the top pads;
+// last rows: what the bottom pads still cover), so the top / middle / bottom bands are distinct
+// primitives (oneDNN's primitive cache shares the identical middle ones). mobilenet_v2's stem
+// (3x3 stride 2 pad 1, 3 -> 32 channels, 224x224 -> 112x112: a 1.6 MB intermediate) with
+// features.1 (depthwise 32 + projection 32 -> 16) is then one FusedConvDw of 4 bands of 34 rows
+// (oneDNN picks brgconv for the stem rows, brdgmm_dw, brgconv_1x1). Measured (1 thread, load 3-5
+// on 2 cores): alone, the three convs run over and over (all in cache) 0.49 ms fused vs 0.475
+// unfused: the band primitives are as fast as the whole-image ones (stem rows 0.066-0.069 ms per
+// 34-row band vs 0.219 ms whole; dw and projection likewise), nothing to win warm; in the model,
+// `opennpu bench` with and without it alternated in one run (median of the per-round ratios /
+// ratio of the medians; load 3-5 on 2 cores): 24 rounds of 30 predictions: 1 thread 0.988x /
+// 0.983x, 2 threads 0.974x / 0.973x; 40 rounds: 0.971x / 0.979x, 0.954x / 0.957x; 40 rounds:
+// 0.965x / 0.980x, 0.975x / 0.978x (about 0.15 ms of 7.8 at 1 thread); profile, the stem's nodes summed (12 runs
+// each): median 0.63 ms fused vs 0.69 ms. Band sizes (kBandBytes, whole model, 1 thread): 512 KB
+// (kept), 768 KB, 1 MB, 1.5 MB within 0-2% of each other (30 rounds), 256 KB ~4% slower (16). Not done: reading the
+// NCHW graph input directly (oneDNN's jit nchw -> nChw16c stem kernel is 7% faster and would
+// save the input Transpose, but the depthwise / projection would then run on blocked tensors and
+// need a reorder back to NHWC: ~0.03 ms of 7.5 to win).
+//
 // Threads: the output rows are split into one contiguous part per opennpu thread (each part
 // computes the 1x1 rows it needs, so one or two rows on each side of a cut are computed twice),
 // handed out by parallel_tasks like FastConv's chunks (conv.cpp); every primitive runs on one
@@ -66,11 +89,12 @@ namespace opennpu::cpu {
 
 namespace {
 
-// The pass fuses when the 1x1 conv's output for one image is at least this large (L2 is 1 MB a
+// The pass fuses when the first conv's output for one image is at least this large (L2 is 1 MB a
 // core on the machines measured; smaller intermediates stay in L2 unfused and banding only adds
 // primitive executions).
 constexpr int64_t kMinFuseBytes = 1 << 20;
-// Rows of 1x1-conv output a band aims to hold (the buffer stays within L2 next to the weights).
+// Bytes of first-conv output rows a band aims to hold (the buffer stays within L2 next to the
+// weights).
 constexpr int64_t kBandBytes = 512 << 10;
 // Whether the pass also takes in the 1x1 projection conv reading the depthwise conv's output.
 constexpr bool kProject = true;
@@ -292,13 +316,7 @@ int fuse_conv_dw(ir::Model& m, int64_t min_bytes, bool project, bool any_first) 
 }
 
 namespace {
-int fuse_conv_dw_default(ir::Model& m) {
-  static const bool any_first = [] {  // TEMPORARY (A/B measurement)
-    const char* e = std::getenv("OPENNPU_AB_STEM");
-    return !(e && std::string(e) == "0");
-  }();
-  return fuse_conv_dw(m, kMinFuseBytes, kProject, any_first);
-}
+int fuse_conv_dw_default(ir::Model& m) { return fuse_conv_dw(m, kMinFuseBytes, kProject, true); }
 }  // namespace
 
 void add_conv_dw_passes(std::vector<CpuPass>& p) { p.push_back({"fuse_conv_dw", fuse_conv_dw_default}); }
@@ -334,7 +352,7 @@ struct BandBuffer {
   }
 };
 BandBuffer& band_buffer(int k) {
-  static thread_local BandBuffer b[2];  // 1x1 rows; depthwise output rows (with a projection)
+  static thread_local BandBuffer b[2];  // first-conv rows; depthwise output rows (with a projection)
   return b[k];
 }
 
@@ -596,7 +614,7 @@ class FastConvDw final : public PreparedKernel {
     p.x_image = H * Wd * C;
     p.y_image = OH * OW * P;
     p.y_shape = {N, OH, OW, P};
-    // Output rows per band: about kBandBytes of 1x1 rows (at least one output row).
+    // Output rows per band: about kBandBytes of first-conv rows (at least one output row).
     const int64_t rows_in = std::max<int64_t>(3, kBandBytes / std::max<int64_t>(1, p.row * 4));
     const int64_t br = std::max<int64_t>(1, (rows_in - 3) / S + 1);
     const int64_t T = std::min<int64_t>(threads, OH);
