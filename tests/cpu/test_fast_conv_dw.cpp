@@ -3,8 +3,9 @@
 //  - The fast kernel (banded oneDNN primitives) vs the reference kernel (the reference FusedConv
 //    kernels in sequence) on many shapes: channel counts that are not multiples of 16, odd
 //    spatial sizes, stride 1 and 2, batch 1 and 2, with and without bias, each activation, at 1
-//    and 2 threads; first convs 1x1 and KxK (3x3 stride 1 / 2 / 3, 5x5, 2x2, 3x1; symmetric,
-//    asymmetric and no padding); Executor::implementations() shows the fused kernel ran.
+//    and 2 threads; first convs 1x1 (stride 1 and 2) and KxK (3x3 stride 1 / 2 / 3, 5x5, 2x2,
+//    3x1; symmetric, asymmetric and no padding; bottom padding used or not); implementations()
+//    shows the fused kernel ran.
 //  - The pass (fuse_conv_dw) on ONNX graphs Conv 1x1 (+Clip) -> depthwise Conv 3x3 (+Clip), and
 //    the stem pattern Conv 3x3 stride 2 (+Clip) -> depthwise (+Clip) -> 1x1: through the Executor
 //    (fast path vs the pure reference run of the ONNX graph), what it fuses and what it leaves
@@ -228,6 +229,7 @@ TEST(FastConvDw, KernelMatchesReference) {
       {1, 3, 31, 32, 16, 1, 3, 3, 3, 3, {1, 1, 1, 1}, 5},     // stride 3
       {1, 4, 15, 401, 200, 1, 3, 3, 2, 2, {1, 1, 1, 1}, 0},   // wide rows: bands of one output row
       {1, 3, 120, 61, 40, 2, 3, 3, 2, 2, {1, 1, 1, 1}, 24},   // several bands, stride 2 twice
+      {1, 6, 45, 43, 30, 1, 1, 1, 2, 2, {0, 0, 0, 0}, 8},     // 1x1 stride 2 (stride > kernel)
   };
   const std::vector<std::array<std::string, 3>> acts = {{"Clip", "Clip", ""}, {"Relu", "", "Relu"}, {"", "Relu", "Clip"}};
   for (size_t i = 0; i < firsts.size(); ++i) {
