@@ -31,49 +31,15 @@ using namespace opennpu;
 using namespace opennpu::cpu;
 
 namespace {
+using test_graph::flt;
+using test_graph::ints;
+using test_graph::num;
+using test_graph::random_tensor;
+using test_graph::rel_err;
+using test_graph::str;
 
-Tensor random_tensor(Shape s, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  Tensor t(DType::Float32, std::move(s));
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
-  return t;
-}
 
-ir::Attribute ints(std::vector<int64_t> v) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::Ints;
-  a.ints = std::move(v);
-  return a;
-}
-ir::Attribute str(std::string s) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::String;
-  a.s = std::move(s);
-  return a;
-}
-ir::Attribute num(int64_t i) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::Int;
-  a.i = i;
-  return a;
-}
-ir::Attribute flt(float f) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::Float;
-  a.f = f;
-  return a;
-}
 
-// Max |a - b| relative to max(1, max |b|); +inf on a shape mismatch.
-double rel_err(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != DType::Float32 || b.dtype() != DType::Float32) return INFINITY;
-  double scale = 1, err = 0;
-  for (int64_t i = 0; i < b.numel(); ++i) scale = std::max(scale, (double)std::fabs(b.data<float>()[i]));
-  for (int64_t i = 0; i < b.numel(); ++i)
-    err = std::max(err, (double)std::fabs(a.data<float>()[i] - b.data<float>()[i]));
-  return err / scale;
-}
 constexpr double kTol = 1e-4;
 
 struct ConvCase {

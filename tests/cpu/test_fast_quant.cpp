@@ -24,31 +24,11 @@ using namespace opennpu;
 using namespace opennpu::cpu;
 
 namespace {
+using test_graph::flt;
+using test_graph::ints;
+using test_graph::num;
+using test_graph::str;
 
-ir::Attribute ints(std::vector<int64_t> v) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::Ints;
-  a.ints = std::move(v);
-  return a;
-}
-ir::Attribute num(int64_t i) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::Int;
-  a.i = i;
-  return a;
-}
-ir::Attribute str(std::string s) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::String;
-  a.s = std::move(s);
-  return a;
-}
-ir::Attribute flt(float f) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::Float;
-  a.f = f;
-  return a;
-}
 
 Tensor q8(DType dt, Shape s, std::mt19937& rng, int lo, int hi) {
   Tensor t(dt, std::move(s));
