@@ -593,6 +593,27 @@ TEST(ConvPasses, BroadcastAddStaysCorrect) {
   expect_fast_equals_reference(b.m, {{"x", random_tensor({1, 4, 9, 9}, 8)}}, "broadcast add");
 }
 
+// A residual around a single conv (y = Relu(Conv(x) + x)): the conv's input is also its sum
+// operand, so its buffer must not become the output while row chunks still read it; at 1-2
+// threads, both through the NHWC layout pass and a 3x3 conv large enough to be chunked.
+TEST(ConvPasses, ResidualOfItsOwnInput) {
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (int64_t hw : {9, 40}) {
+      Builder b;
+      auto& g = b.m.graph;
+      g.inputs.push_back(vi("x", {1, 16, hw, hw}));
+      g.outputs.push_back(vi("y", {1, 16, hw, hw}));
+      b.conv("x", "c", 16, 16, 3, 1);
+      b.node("Add", {"c", "x"}, {"a"});
+      b.node("Relu", {"a"}, {"y"});
+      expect_fast_equals_reference(b.m, {{"x", random_tensor({1, 16, hw, hw}, 11)}},
+                                   "conv + own input, " + std::to_string(hw) + "x" + std::to_string(hw));
+    }
+  }
+  set_num_threads(1);
+}
+
 // The layout conversions: NCHW <-> NHWC Transpose (exact: a copy), other perms declined.
 TEST(FastLayoutTranspose, MatchesReferenceAndDeclinesOtherPerms) {
   for (auto perm : {std::vector<int64_t>{0, 2, 3, 1}, std::vector<int64_t>{0, 3, 1, 2}, std::vector<int64_t>{0, 2, 1, 3}}) {

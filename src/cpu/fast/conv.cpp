@@ -220,12 +220,7 @@ class FastConv final : public PreparedKernel {
     if (has_sum_) {
       const Tensor& z = ctx.input(3);
       if (z.dtype() != DType::Float32 || z.shape() != p->y_shape) return ref_(ctx);
-      if (ctx.input_reusable(3)) {
-        y = &ctx.reuse_input_as_output(3, 0, p->y_shape);
-      } else {
-        y = &ctx.alloc_output(0, DType::Float32, p->y_shape, KernelContext::Init::Uninit);
-        std::memcpy(y->raw(), z.raw(), z.nbytes());
-      }
+      y = &sum_output(ctx, 3, x, p->y_shape);
     } else {
       y = &ctx.alloc_output(0, DType::Float32, p->y_shape, KernelContext::Init::Uninit);
     }
@@ -710,6 +705,14 @@ class FastLayoutTranspose final : public PreparedKernel {
 };
 
 }  // namespace
+
+Tensor& sum_output(KernelContext& ctx, int zi, const Tensor& x, const Shape& shape) {
+  const Tensor& z = ctx.input(zi);
+  if (ctx.input_reusable(zi) && &z != &x && z.raw() != x.raw()) return ctx.reuse_input_as_output(zi, 0, shape);
+  Tensor& y = ctx.alloc_output(0, DType::Float32, shape, KernelContext::Init::Uninit);
+  std::memcpy(y.raw(), z.raw(), z.nbytes());
+  return y;
+}
 
 void register_fast_conv(FastRegistry& r) {
   r.add({"FusedConv", kCpuDomain, "onednn_conv", FastConv::prepare});

@@ -31,6 +31,11 @@ int conv_layout_nhwc(ir::Model& m);      // runs of 2-D FusedConv / pooling -> N
 Tensor nchw_to_nhwc(const Tensor& x);
 Tensor nhwc_to_nchw(const Tensor& x);
 void fused_conv_reference(KernelContext& ctx);
+// The output of a conv with a residual sum post-op (Z = input zi, float32 of the output's shape,
+// which the output starts as): Z's own buffer when the executor lets it go and Z is not also the
+// conv's input X (whose rows the kernel still reads while writing), else a new buffer holding a
+// copy of Z.
+Tensor& sum_output(KernelContext& ctx, int zi, const Tensor& x, const Shape& shape);
 void nhwc_pool_reference(KernelContext& ctx);
 
 // FusedConvDw (cpu/fast/conv_dw.cpp): a NHWC 1x1 FusedConv and the depthwise 3x3 FusedConv that

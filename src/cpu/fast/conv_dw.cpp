@@ -488,14 +488,9 @@ class FastConvDw final : public PreparedKernel {
     if (has_z_) {  // residual: the output starts as Z (sum post-op), in Z's buffer when allowed
       const Tensor& z = ctx.input(7);
       if (z.dtype() != DType::Float32 || z.shape() != p->y_shape) return ref_(ctx);
-      // Z's buffer only when it is not also X (mobilenet's residual blocks read their input twice:
-      // the executor then offers it for reuse, but later bands still read X's rows).
-      if (ctx.input_reusable(7) && &z != &x && z.raw() != x.raw()) {
-        y = &ctx.reuse_input_as_output(7, 0, p->y_shape);
-      } else {
-        y = &ctx.alloc_output(0, DType::Float32, p->y_shape, KernelContext::Init::Uninit);
-        std::memcpy(y->raw(), z.raw(), z.nbytes());
-      }
+      // (mobilenet's residual blocks read their input twice: the executor then offers it for
+      // reuse, but later bands still read X's rows; sum_output copies Z then)
+      y = &sum_output(ctx, 7, x, p->y_shape);
     } else {
       y = &ctx.alloc_output(0, DType::Float32, p->y_shape, KernelContext::Init::Uninit);
     }
