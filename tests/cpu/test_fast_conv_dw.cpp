@@ -61,6 +61,26 @@ int count_op(const Executor& ex, const std::string& op) {
   return n;
 }
 
+// Fuses f (already through the conv passes) at threshold 0, expects exactly one FusedConvDw and
+// no FusedConv left, and checks the fused model against `want` with reference kernels only and
+// with the fast ones (which must run the fused kernel).
+void fuse_once_and_check(ir::Model& f, const std::map<std::string, Tensor>& feeds, const Tensor& want,
+                         const std::string& what) {
+  SCOPED_TRACE(what);
+  ASSERT_EQ(fuse_conv_dw(f, 0), 1);
+  int fused = 0, convs = 0;
+  for (const auto& n : f.graph.nodes) {
+    fused += n.op_type == "FusedConvDw";
+    convs += n.op_type == "FusedConv";
+  }
+  EXPECT_EQ(fused, 1);
+  EXPECT_EQ(convs, 0);
+  EXPECT_LE(rel_err(Executor(f, reference_only()).run(feeds).at("y"), want), kTol);
+  Executor ex(f);
+  EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1);
+  EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kTol);
+}
+
 struct Case {
   int64_t N, C, H, W, M, S;
   bool bias1 = true, bias2 = true;
@@ -264,19 +284,7 @@ TEST(FastConvDw, PassOnSmallShapesMatchesOnnxGraph) {
     fuse_conv_activation(f);
     conv_layout_nhwc(f);
     EXPECT_EQ(fuse_conv_dw(f, 1 << 20), 0) << "shape of the intermediate unknown: not fused";
-    ASSERT_EQ(fuse_conv_dw(f, 0), 1);
-    int fused = 0, convs = 0;
-    for (const auto& n : f.graph.nodes) {
-      fused += n.op_type == "FusedConvDw";
-      convs += n.op_type == "FusedConv";
-    }
-    EXPECT_EQ(fused, 1);
-    EXPECT_EQ(convs, 0);
-    // The fused model with reference kernels only, and with the fast ones.
-    EXPECT_LE(rel_err(Executor(f, reference_only()).run(feeds).at("y"), want), kTol) << "stride " << S;
-    Executor ex(f);
-    EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1);
-    EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kTol) << "stride " << S;
+    fuse_once_and_check(f, feeds, want, "stride " + std::to_string(S));
   }
 }
 
@@ -516,18 +524,7 @@ TEST(FastConvDw, StemPassOnSmallShapesMatchesOnnxGraph) {
     ir::Model only_1x1 = f;
     EXPECT_EQ(fuse_conv_dw(only_1x1, 0, true, false), 0) << "a 3x3 first conv with any_first = false: not fused";
     EXPECT_EQ(fuse_conv_dw(f, 1 << 20), 0) << "intermediate under the threshold: not fused";
-    ASSERT_EQ(fuse_conv_dw(f, 0), 1);
-    int fused = 0, convs = 0;
-    for (const auto& n : f.graph.nodes) {
-      fused += n.op_type == "FusedConvDw";
-      convs += n.op_type == "FusedConv";
-    }
-    EXPECT_EQ(fused, 1);
-    EXPECT_EQ(convs, 0);
-    EXPECT_LE(rel_err(Executor(f, reference_only()).run(feeds).at("y"), want), kTol) << "stride " << S;
-    Executor ex(f);
-    EXPECT_EQ(count_impl(ex, "onednn_conv_dw"), 1);
-    EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kTol) << "stride " << S;
+    fuse_once_and_check(f, feeds, want, "stride " + std::to_string(S));
   }
 }
 
