@@ -109,17 +109,9 @@ bool winograd_enabled() {
   return on;
 }
 
-// Per-thread buffers for a Winograd chunk's blocked input and output (grown, never shrunk, so the
-// steady state does not allocate), 64-byte aligned.
-struct WinoBuffers {
-  std::vector<char> mem;
-  char* get(size_t n) {
-    if (mem.size() < n + 64) mem.resize(n + 64);
-    return mem.data() + (64 - reinterpret_cast<uintptr_t>(mem.data()) % 64) % 64;
-  }
-};
-WinoBuffers& wino_buffers() {
-  static thread_local WinoBuffers b;
+// The per-thread buffer for a Winograd chunk's blocked input and output.
+onednn::AlignedBuffer& wino_buffers() {
+  static thread_local onednn::AlignedBuffer b;
   return b;
 }
 

@@ -1,11 +1,13 @@
-// cpu/fast/onednn_util.h — what the oneDNN-based fast kernels (conv.cpp, matmul.cpp) share: the
-// CPU engine and a per-thread stream and scratchpad. Primitives run with a user scratchpad so that
+// cpu/fast/onednn_util.h — what the oneDNN-based fast kernels (conv.cpp, conv_dw.cpp, matmul.cpp,
+// quant.cpp) share: the CPU engine, a per-thread stream and scratchpad, and aligned work buffers. Primitives run with a user scratchpad so that
 // one primitive may execute on several threads at once; a thread runs one primitive at a time, so
 // one scratchpad per thread serves every kernel.
 #pragma once
 #include <dnnl.hpp>
 
 #include <cstddef>
+#include <cstdlib>
+#include <new>
 #include <vector>
 
 namespace opennpu::cpu::onednn {
@@ -27,5 +29,33 @@ inline ThreadState& thread_state() {
   static thread_local ThreadState s;
   return s;
 }
+
+// A grow-only 64-byte-aligned buffer for a kernel's per-thread work tensors (oneDNN's kernels are
+// markedly slower on less aligned rows), so the steady state does not allocate. Growing does not
+// keep the old contents.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer() { std::free(p_); }
+  char* get(size_t bytes) {
+    if (bytes > cap_) {
+      std::free(p_);
+      p_ = nullptr;
+      cap_ = (bytes + 63) / 64 * 64;
+      p_ = static_cast<char*>(std::aligned_alloc(64, cap_));
+      if (!p_) {
+        cap_ = 0;
+        throw std::bad_alloc();
+      }
+    }
+    return p_;
+  }
+
+ private:
+  char* p_ = nullptr;
+  size_t cap_ = 0;
+};
 
 }  // namespace opennpu::cpu::onednn
