@@ -25,6 +25,7 @@
 #include "core/parallel.h"
 #include "cpu/executor.h"
 #include "cpu/fast/conv.h"
+#include "executor_checks.h"
 #include "graph_builders.h"
 
 using namespace opennpu;
@@ -444,11 +445,7 @@ void expect_fast_equals_reference(const ir::Model& m, const std::map<std::string
   }
 }
 
-int count_impl(const Executor& ex, const std::string& impl) {
-  int n = 0;
-  for (const auto& i : ex.implementations()) n += i.impl == impl;
-  return n;
-}
+using test_graph::count_impl;
 
 }  // namespace
 
@@ -512,11 +509,7 @@ TEST(ConvPasses, ResNetBlockFusesAndMatches) {
   // Concurrent predictions on one executor (shared primitive cache, per-thread streams and
   // scratchpads) give the reference results.
   auto want = Executor(b.m, RunOptions{.fast = false}).run(feeds).at("y");
-  std::vector<Tensor> got(4);
-  std::vector<std::thread> ts;
-  for (int t = 0; t < 4; ++t) ts.emplace_back([&, t] { got[t] = ex.run(feeds).at("y"); });
-  for (auto& t : ts) t.join();
-  for (const auto& t : got) EXPECT_LE(rel_err(t, want), kTol);
+  for (const auto& t : test_graph::concurrent_outputs(ex, feeds, "y", 4)) EXPECT_LE(rel_err(t, want), kTol);
 }
 
 // ResNet basic block at 64 channels (resnet18/34's: 3x3 conv + Relu, 3x3 conv + residual Add +
@@ -541,11 +534,7 @@ TEST(ConvPasses, ResNetBasicBlockWinograd) {
     Executor ex(b.m);
     EXPECT_LE(rel_err(ex.run(feeds).at("y"), want), kWinoTol);
     EXPECT_EQ(count_impl(ex, winograd_expected() ? "onednn_conv_wino" : "onednn_conv"), 2);
-    std::vector<Tensor> got(3);
-    std::vector<std::thread> ts;
-    for (int t = 0; t < 3; ++t) ts.emplace_back([&, t] { got[t] = ex.run(feeds).at("y"); });
-    for (auto& t : ts) t.join();
-    for (const auto& t : got) EXPECT_LE(rel_err(t, want), kWinoTol);
+    for (const auto& t : test_graph::concurrent_outputs(ex, feeds, "y", 3)) EXPECT_LE(rel_err(t, want), kWinoTol);
   }
   set_num_threads(0);
 }

@@ -25,6 +25,7 @@
 #include "core/parallel.h"
 #include "cpu/executor.h"
 #include "cpu/fast/conv.h"
+#include "executor_checks.h"
 #include "graph_builders.h"
 
 using namespace opennpu;
@@ -50,11 +51,7 @@ RunOptions reference_only() {
   return o;
 }
 
-int count_impl(const Executor& ex, const std::string& impl) {
-  int n = 0;
-  for (const auto& i : ex.implementations()) n += i.impl == impl;
-  return n;
-}
+using test_graph::count_impl;
 int count_op(const Executor& ex, const std::string& op) {
   int n = 0;
   for (const auto& nd : ex.executed_model().graph.nodes) n += nd.op_type == op;
@@ -368,11 +365,7 @@ TEST(FastConvDw, ExecutorFusesLargeIntermediates) {
   const Tensor want = Executor(b.m, reference_only()).run(feeds).at("y");
   set_num_threads(2);
   Executor ex(b.m);
-  std::vector<Tensor> got(4);
-  std::vector<std::thread> ts;
-  for (int t = 0; t < 4; ++t) ts.emplace_back([&, t] { got[t] = ex.run(feeds).at("y"); });
-  for (auto& t : ts) t.join();
-  for (const auto& t : got) EXPECT_LE(rel_err(t, want), kTol);
+  for (const auto& t : test_graph::concurrent_outputs(ex, feeds, "y", 4)) EXPECT_LE(rel_err(t, want), kTol);
   set_num_threads(0);
 }
 

@@ -18,6 +18,7 @@
 #include "cpu/executor.h"
 #include "cpu/fast/fast.h"
 #include "cpu/fast/quant.h"
+#include "executor_checks.h"
 #include "graph_builders.h"
 
 using namespace opennpu;
@@ -381,10 +382,7 @@ TEST(FastQuant, QuantizeDequantizeLinear) {
       m.graph.outputs.push_back(test_graph::vi("d", {static_cast<int64_t>(v.size())}));
       expect_identical(m, {{"x", f32({static_cast<int64_t>(v.size())}, v)}}, "fast_quantize",
                        "Q/DQ zp " + std::to_string(zp));
-      Executor ex(m);
-      int n = 0;
-      for (const auto& i : ex.implementations()) n += i.impl == "fast_dequantize";
-      EXPECT_EQ(n, 1);
+      EXPECT_EQ(test_graph::count_impl(Executor(m), "fast_dequantize"), 1);
       // The scalar fallback (machines without AVX-512) against core/quant.h directly.
       std::vector<uint8_t> out(v.size());
       fastq::quantize(v.data(), static_cast<int64_t>(v.size()), scale, zp, quant::qrange(dt), dt == DType::UInt8,

@@ -177,6 +177,17 @@ Built build(const Config& c, uint32_t seed) {
   return b;
 }
 
+// Every output of `a` equals `b`'s bit for bit (`what`: the two runs compared, for the message).
+void expect_bit_identical(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& b,
+                          const std::string& what) {
+  for (const auto& [name, t] : a) {
+    const Tensor& u = b.at(name);
+    ASSERT_EQ(t.shape(), u.shape()) << name;
+    EXPECT_EQ(std::memcmp(t.data<float>(), u.data<float>(), static_cast<size_t>(t.numel()) * sizeof(float)), 0)
+        << name << " differs: " << what;
+  }
+}
+
 // Runs the case fast and reference; returns the fast implementation's name. `fast_out` (optional)
 // receives the fast outputs.
 std::string check(const Config& c, uint32_t seed, bool expect_fast = true,
@@ -363,12 +374,7 @@ class FastRnnTeam : public FastRnn {
     if (c.hidden <= 128) EXPECT_EQ(impl.substr(impl.find("_team") == std::string::npos ? 0 : impl.find("_team")),
                                    "_team" + std::to_string(std::min<int64_t>(threads, chunks)))
         << c.str() << " ran " << impl;
-    for (const auto& [name, t] : one) {
-      const Tensor& u = many.at(name);
-      ASSERT_EQ(t.shape(), u.shape()) << name;
-      EXPECT_EQ(std::memcmp(t.data<float>(), u.data<float>(), static_cast<size_t>(t.numel()) * sizeof(float)), 0)
-          << c.str() << ": " << name << " differs between 1 and " << threads << " threads";
-    }
+    expect_bit_identical(one, many, c.str() + ": 1 vs " + std::to_string(threads) + " threads");
   }
 };
 
@@ -495,12 +501,7 @@ TEST_P(FastRnnTeam, ConcurrentRuns) {
     });
   for (auto& t : callers) t.join();
   set_num_threads(1);
-  for (const auto& g : got)
-    for (const auto& [name, w] : want) {
-      const Tensor& f = g.at(name);
-      ASSERT_EQ(w.shape(), f.shape()) << name;
-      EXPECT_EQ(std::memcmp(w.data<float>(), f.data<float>(), static_cast<size_t>(w.numel()) * sizeof(float)), 0) << name;
-    }
+  for (const auto& g : got) expect_bit_identical(want, g, "a concurrent run vs one run alone");
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, FastRnnTeam, ::testing::Values(0, 2, 1),
@@ -535,12 +536,7 @@ TEST_P(FastRnn, FusedProjectionIsBitIdentical) {
       check(c, seed, true, &plain);
       cpu::fast_rnn_fuse_projection(true);
       ++seed;
-      for (const auto& [name, t] : fused) {
-        const Tensor& u = plain.at(name);
-        ASSERT_EQ(t.shape(), u.shape()) << name;
-        EXPECT_EQ(std::memcmp(t.data<float>(), u.data<float>(), static_cast<size_t>(t.numel()) * sizeof(float)), 0)
-            << c.str() << ": " << name << " differs between the fused and the unfused projection";
-      }
+      expect_bit_identical(fused, plain, c.str() + ": fused vs unfused projection");
     }
 }
 
