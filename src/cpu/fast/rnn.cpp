@@ -91,15 +91,15 @@ constexpr int64_t kNB = 16;  // packed column block width
 // Rows of X whose projection a fused recurrence tile computes (see gemm_tile_fused).
 constexpr int kPR = 8;
 // Column blocks [next, end) of the input projection of kPR rows to compute in fused tiles: the
-// rows transposed in X ([KP][kPR], KP = input size), W and bias packed as Packed; block pb's row r
-// goes to Y + r * ldy + (pb - first) * yb.
+// rows transposed in X ([KP][kPR], KP = input size), W and bias packed as Packed; the blocks from
+// `first` on go to Y as [block][row][kNB].
 struct ProjQueue {
   const float* X = nullptr;
   int64_t KP = 0;
   const float* W = nullptr;
   const float* bias = nullptr;
   float* Y = nullptr;
-  int64_t ldy = 0, yb = 0, first = 0, next = 0, end = 0;
+  int64_t first = 0, next = 0, end = 0;
 };
 // The team pays off from about this much recurrence work per batch row and step (LSTM H=128: 64K).
 constexpr int64_t kTeamMinMacs = int64_t(1) << 16;
@@ -789,7 +789,10 @@ class FastRnn final : public PreparedKernel {
       } else {
         dd.R = Packed(r, GH, H_);
       }
-      for (int64_t c = 0; c < nchunk_; ++c) dd.R.group(chunk_blocks(c, dd.R).first, chunk_blocks(c, dd.R).second, ops_->nb1);
+      for (int64_t c = 0; c < nchunk_; ++c) {
+        const auto [b0, b1] = chunk_blocks(c, dd.R);
+        dd.R.group(b0, b1, ops_->nb1);
+      }
       dd.bias.assign(static_cast<size_t>(dd.W.width()), 0.0f);
       if (B) {
         const float* b = B->data<float>() + d * 2 * GH;
@@ -974,7 +977,7 @@ class FastRnn final : public PreparedKernel {
     if (r.xt && (g1 + 1) * kPR <= r.steps && npb > 0) {
       ProjQueue q;
       q.X = r.xt + g1 * I_ * kPR, q.KP = I_, q.W = dw.W.data.data(), q.bias = dw.bias.data();
-      q.Y = grow_aligned(pv.pj, npb * kPR * kNB), q.ldy = kNB, q.yb = kPR * kNB;
+      q.Y = grow_aligned(pv.pj, npb * kPR * kNB);
       q.first = q.next = pb0, q.end = pb0 + npb;
       ops.gemm_grouped_fused(hp, H, dw.R.data.data() + blk0 * H * kNB, blk1 - blk0, g, q);
       pv.pj_at = q.Y, pv.pj_first = pb0, pv.pj_n = npb, pv.pj_r0 = group_row(r, g1);
@@ -1127,25 +1130,10 @@ class FastRnn final : public PreparedKernel {
     // (models/lstm at 2 threads: 1.67-2.40 ms fused vs 1.77-2.07 ms not, alternating runs).
     const int64_t slots = group_off_.back(), groups = steps / kPR;
     const bool fuse = !team && batch == 1 && ops.gemm_grouped_fused && g_fuse_projection && groups >= 2 && slots > 0;
-    float* xt = nullptr;
     auto project_rows = [&](int64_t r0, int64_t nr, int64_t b0) {
       if (nr > 0) ops.gemm(X + r0 * I_, I_, nr, I_, dw.W.data.data(), dw.bias.data(), b0, dw.W.nblk, xw + r0 * xld, xld);
     };
-    if (fuse) {
-      pre_chunks = 0;
-      xt = grow(sc.xt, groups * I_ * kPR);
-      for (int64_t g = 1; g < groups; ++g) {
-        const int64_t r0 = reverse ? steps - (g + 1) * kPR : g * kPR;
-        float* t = xt + g * I_ * kPR;
-        for (int64_t j = 0; j < kPR; ++j)
-          for (int64_t i = 0; i < I_; ++i) t[i * kPR + j] = X[(r0 + j) * I_ + i];
-      }
-      const int64_t tail = steps - groups * kPR;
-      project_rows(reverse ? steps - kPR : 0, kPR, 0);                 // group 0
-      project_rows(reverse ? 0 : groups * kPR, tail, 0);               // the partial group
-    } else if (!pre_chunks) {
-      project();
-    }
+    if (!fuse && !pre_chunks) project();
 
     // State rows in Hs / Cs: [dirs, batch, H] (layout 0) or [batch, dirs, H] (layout 1); the steps
     // run on [batch, H] double buffers.
@@ -1159,7 +1147,19 @@ class FastRnn final : public PreparedKernel {
       if (c0) std::copy_n(c0 + b * sld, H, r.cb + b * H);
     }
     r.team = team;
-    if (fuse) r.xt = xt, r.steps = steps, r.slots = slots;
+    if (fuse) {  // X's whole groups after the first, transposed; the first and a partial last group projected
+      r.steps = steps, r.slots = slots;
+      float* xt = grow(sc.xt, groups * I_ * kPR);
+      for (int64_t g = 1; g < groups; ++g) {
+        const int64_t r0 = group_row(r, g);
+        float* t = xt + g * I_ * kPR;
+        for (int64_t j = 0; j < kPR; ++j)
+          for (int64_t i = 0; i < I_; ++i) t[i * kPR + j] = X[(r0 + j) * I_ + i];
+      }
+      r.xt = xt;
+      project_rows(group_row(r, 0), kPR, 0);
+      project_rows(reverse ? 0 : groups * kPR, steps - groups * kPR, 0);
+    }
     if (!(team && run_team(r, steps, nt, pre_chunks))) {  // one thread (or the team is busy with another run)
       r.team = false;
       if (pre_chunks) project();
