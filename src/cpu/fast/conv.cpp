@@ -430,14 +430,7 @@ class FastConv final : public PreparedKernel {
   dnnl::primitive_attr attr() const {
     dnnl::primitive_attr a;
     a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    dnnl::post_ops po;
-    if (has_sum_) po.append_sum(1.f);
-    if (act_ == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    else if (act_ == "LeakyRelu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, alpha_, 0.f);
-    else if (act_ == "Clip") po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, alpha_, beta_);
-    else if (act_ == "Sigmoid") po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f);
-    else if (act_ == "Tanh") po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f);
-    a.set_post_ops(po);
+    a.set_post_ops(onednn::conv_post_ops(act_, alpha_, beta_, has_sum_));
     return a;
   }
 

@@ -341,14 +341,6 @@ float* band_buffer(int k, size_t floats) {
   return reinterpret_cast<float*>(b[k].get(floats * sizeof(float)));
 }
 
-dnnl::post_ops activation_post_ops(const std::string& act, float a, float b, bool sum = false) {
-  dnnl::post_ops po;
-  if (sum) po.append_sum(1.f);
-  if (act == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-  else if (act == "Clip") po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, a, b);
-  return po;
-}
-
 class FastConvDw final : public PreparedKernel {
  public:
   struct Step {
@@ -559,9 +551,9 @@ class FastConvDw final : public PreparedKernel {
     memory::desc wany(wd, ddt::f32, tag::any), bias({O}, ddt::f32, tag::x);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (kind == Kind::Pointwise) attr.set_post_ops(activation_post_ops(pw_act_, pw_a_, pw_b_));
-    else if (kind == Kind::Depthwise) attr.set_post_ops(activation_post_ops(dw_act_, dw_a_, dw_b_));
-    else attr.set_post_ops(activation_post_ops(pj_act_, pj_a_, pj_b_, has_z_));
+    if (kind == Kind::Pointwise) attr.set_post_ops(onednn::conv_post_ops(pw_act_, pw_a_, pw_b_, false));
+    else if (kind == Kind::Depthwise) attr.set_post_ops(onednn::conv_post_ops(dw_act_, dw_a_, dw_b_, false));
+    else attr.set_post_ops(onednn::conv_post_ops(pj_act_, pj_a_, pj_b_, has_z_));
     const bool has_b = !b.empty_value();
     const auto prop = dnnl::prop_kind::forward_inference;
     const auto alg = dnnl::algorithm::convolution_direct;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+#include <string>
 #include <vector>
 
 namespace opennpu::cpu::onednn {
@@ -25,6 +26,19 @@ struct ThreadState {
     return scratch.data();
   }
 };
+// The post-ops of a fused conv: the residual sum (the output starts as Z), then the activation
+// (FusedConv's: "" | Relu | LeakyRelu(alpha) | Clip(alpha, beta) | Sigmoid | Tanh).
+inline dnnl::post_ops conv_post_ops(const std::string& act, float alpha, float beta, bool sum) {
+  dnnl::post_ops po;
+  if (sum) po.append_sum(1.f);
+  if (act == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  else if (act == "LeakyRelu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, alpha, 0.f);
+  else if (act == "Clip") po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, alpha, beta);
+  else if (act == "Sigmoid") po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f);
+  else if (act == "Tanh") po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f);
+  return po;
+}
+
 inline ThreadState& thread_state() {
   static thread_local ThreadState s;
   return s;
