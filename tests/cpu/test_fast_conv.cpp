@@ -39,8 +39,6 @@ using test_graph::random_tensor;
 using test_graph::rel_err;
 using test_graph::str;
 
-
-
 constexpr double kTol = 1e-4;
 
 struct ConvCase {

@@ -40,8 +40,6 @@ using test_graph::random_tensor;
 using test_graph::rel_err;
 using test_graph::str;
 
-
-
 constexpr double kTol = 1e-4;
 
 // The Executor's options for the pure reference run (no passes, reference kernels only).

@@ -30,7 +30,6 @@ using test_graph::ints;
 using test_graph::num;
 using test_graph::str;
 
-
 Tensor q8(DType dt, Shape s, std::mt19937& rng, int lo, int hi) {
   Tensor t(dt, std::move(s));
   std::uniform_int_distribution<int> u(lo, hi);

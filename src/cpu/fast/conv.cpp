@@ -115,9 +115,6 @@ onednn::AlignedBuffer& wino_buffers() {
   return b;
 }
 
-
-
-
 // ---------------------------------------------------------------------------------------------
 // FusedConv
 
@@ -468,7 +465,6 @@ class FastConv final : public PreparedKernel {
   mutable std::vector<std::tuple<memory::desc, int64_t, std::shared_ptr<memory>>> weights_;
   mutable std::atomic<bool> used_wino_{false};
 };
-
 
 // ---------------------------------------------------------------------------------------------
 // NHWC pooling
